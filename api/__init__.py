@@ -1,0 +1,1 @@
+"""The HTTP face of chainserve: the FastAPI app, its routes and protocol adapters."""

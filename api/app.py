@@ -1,0 +1,53 @@
+"""The app factory: `create_app(settings)` builds everything; importing this module builds nothing."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.body_guard import BodyGuard
+from api.error_handlers import install_error_handlers
+from api.langserve_routes import mount_langserve
+from api.routes import chains as chain_routes
+from api.routes import health
+from api.settings import Settings
+from api.version import VERSION
+from chains import build_registry, describe_model
+
+logger = logging.getLogger("chainserve")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the chainserve app for `settings` (read from the environment when omitted)."""
+    settings = settings or Settings()
+    model_config = settings.model_settings()
+    model_info = describe_model(model_config)
+    chains = build_registry(model_config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        where = f" at {settings.openai_base_url}" if settings.openai_base_url else ""
+        logger.info(
+            "chainserve %s serving chains %s with model %s (%s%s)",
+            VERSION, ", ".join(chains), model_info.name, model_info.provider, where,
+        )
+        if model_info.provider == "offline":
+            logger.info("offline model in use: set OPENAI_API_KEY or OPENAI_BASE_URL for a real one")
+        yield
+
+    app = FastAPI(
+        title="chainserve",
+        version=VERSION,
+        description="LangChain chains streamed over Server-Sent Events.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.chains = chains
+    app.state.model_info = model_info
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(chain_routes.router)
+    mount_langserve(app, chains, playground=settings.langserve_playground)
+    app.add_middleware(BodyGuard, max_depth=settings.max_json_depth)
+    return app

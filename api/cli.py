@@ -1,0 +1,50 @@
+"""The `chainserve` command: `chainserve serve [--host] [--port] [--reload]`."""
+
+import argparse
+import copy
+from collections.abc import Sequence
+
+from typing import Any
+
+import uvicorn
+from uvicorn.config import LOGGING_CONFIG
+
+from api.settings import Settings
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """Uvicorn's logging set-up, plus our `chainserve.*` loggers on the same handler."""
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["chainserve"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    return config
+
+
+def _parser(settings: Settings) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chainserve", description="Serve LangChain chains over SSE.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--host", default=settings.host, help=f"bind address (default {settings.host})")
+    serve.add_argument("--port", type=int, default=settings.port, help=f"port (default {settings.port})")
+    serve.add_argument("--reload", action="store_true", help="restart when code changes (development)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    settings = Settings()
+    args = _parser(settings).parse_args(argv)
+    if args.command == "serve":
+        uvicorn.run(
+            "api.app:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            reload=args.reload,
+            workers=None if args.reload else args.workers,
+            log_level=settings.log_level,
+            log_config=log_config(settings.log_level),
+        )
+
+
+if __name__ == "__main__":
+    main()

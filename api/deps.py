@@ -1,0 +1,39 @@
+"""FastAPI dependencies: the app's settings and chains, looked up per request."""
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Path, Request
+
+from api.settings import Settings
+from chains import ModelInfo, RegisteredChain
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_chains(request: Request) -> dict[str, RegisteredChain]:
+    chains: dict[str, RegisteredChain] = request.app.state.chains
+    return chains
+
+
+def get_model_info(request: Request) -> ModelInfo:
+    info: ModelInfo = request.app.state.model_info
+    return info
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ChainsDep = Annotated[dict[str, RegisteredChain], Depends(get_chains)]
+ModelInfoDep = Annotated[ModelInfo, Depends(get_model_info)]
+
+
+def get_chain(chains: ChainsDep, name: Annotated[str, Path(description="Chain name.")]) -> RegisteredChain:
+    try:
+        return chains[name]
+    except KeyError:
+        known = ", ".join(sorted(chains)) or "none"
+        raise HTTPException(404, f"no chain named {name!r}; available: {known}") from None
+
+
+ChainDep = Annotated[RegisteredChain, Depends(get_chain)]

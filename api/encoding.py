@@ -1,0 +1,27 @@
+"""JSON encoding of chain output chunks, matching LangServe's wire shapes."""
+
+import json
+from typing import Any
+
+from pydantic import BaseModel
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        # Message chunks and documents serialize as their field dicts, as LangServe sends them.
+        return value.model_dump()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def to_json(value: Any) -> str:
+    """Encode one value for an SSE `data` line; newlines and quotes are escaped by JSON."""
+    return json.dumps(value, default=_default, ensure_ascii=False, separators=(",", ":"))
+
+
+def to_jsonable(value: Any) -> Any:
+    """A plain JSON-compatible copy, for JSON (non-streaming) responses."""
+    return json.loads(to_json(value))

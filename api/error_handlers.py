@@ -1,0 +1,59 @@
+"""One error body shape for every route: `{"error": {"code", "message", "retryable", ...}}`."""
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from api.errors import ErrorCode
+
+logger = logging.getLogger("chainserve.errors")
+
+_CODES: dict[int, ErrorCode] = {
+    400: "invalid_config",
+    404: "not_found",
+    405: "method_not_allowed",
+    422: "invalid_request",
+}
+
+
+def _body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "retryable": False, **extra}}
+
+
+def _loc(loc: Any) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = [
+        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+        for err in exc.errors()
+    ]
+    first = details[0] if details else {"loc": [], "msg": "invalid request"}
+    message = f"{_loc(first['loc'])}: {first['msg']}" if first["loc"] else str(first["msg"])
+    # `detail` keeps FastAPI's usual field so existing clients still find the list.
+    body = _body("invalid_request", message, details=details)
+    return JSONResponse({**body, "detail": details}, 422)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = _CODES.get(exc.status_code, "invalid_request")
+    message = exc.detail if isinstance(exc.detail, str) else "request failed"
+    return JSONResponse(_body(code, message), exc.status_code, headers=exc.headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(_body("internal_error", "internal server error"), 500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

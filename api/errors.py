@@ -1,0 +1,87 @@
+"""Turn failures into the typed errors users see: a code, a clear message, never a secret."""
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+import openai
+
+logger = logging.getLogger("chainserve.errors")
+
+ErrorCode = Literal[
+    "invalid_request",
+    "invalid_config",
+    "invalid_body",
+    "not_found",
+    "method_not_allowed",
+    "upstream_auth",
+    "upstream_bad_request",
+    "upstream_rate_limited",
+    "upstream_unavailable",
+    "upstream_timeout",
+    "upstream_error",
+    "internal_error",
+]
+
+
+@dataclass(frozen=True)
+class ChainError:
+    """A failure as the client sees it, with the HTTP status to use before streaming began."""
+
+    status: int
+    code: ErrorCode
+    message: str
+    retryable: bool
+    retry_after: str | None = None
+
+    def payload(self, run_id: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "code": self.code,
+            "message": self.message,
+            "retryable": self.retryable,
+        }
+        if run_id is not None:
+            body["run_id"] = run_id
+        return body
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": self.retry_after} if self.retry_after else {}
+
+
+def _upstream_status_error(exc: openai.APIStatusError) -> ChainError:
+    status = exc.status_code
+    if status in (401, 403):
+        # The upstream's own message may quote part of the key; never pass it on.
+        return ChainError(502, "upstream_auth", "The model provider rejected chainserve's credentials.", False)
+    if status == 429:
+        retry_after = exc.response.headers.get("retry-after")
+        return ChainError(429, "upstream_rate_limited", "The model provider is rate limiting requests.", True, retry_after)
+    if status in (400, 404, 409, 413, 422):
+        return ChainError(502, "upstream_bad_request", f"The model provider refused the request (HTTP {status}).", False)
+    if status == 503:
+        return ChainError(503, "upstream_unavailable", "The model provider is unavailable.", True)
+    if status == 504:
+        return ChainError(504, "upstream_timeout", "The model provider timed out.", True)
+    return ChainError(502, "upstream_error", f"The model provider failed (HTTP {status}).", True)
+
+
+def classify(exc: BaseException) -> ChainError:
+    """Map an exception raised by a chain to what the client is told."""
+    if isinstance(exc, openai.APIStatusError):
+        return _upstream_status_error(exc)
+    if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException):
+        return ChainError(504, "upstream_timeout", "The model provider did not answer in time.", True)
+    if isinstance(exc, openai.APIConnectionError | httpx.ConnectError):
+        return ChainError(503, "upstream_unavailable", "Could not reach the model provider.", True)
+    if isinstance(exc, openai.APIError | httpx.TransportError):
+        return ChainError(502, "upstream_error", "The connection to the model provider broke.", True)
+    return ChainError(500, "internal_error", "The chain failed unexpectedly.", False)
+
+
+def log_failure(exc: BaseException, error: ChainError, run_id: str) -> None:
+    """Upstream trouble is routine and logged briefly; anything else gets a traceback."""
+    if error.code == "internal_error":
+        logger.error("run %s failed", run_id, exc_info=exc)
+    else:
+        logger.warning("run %s failed: %s (%s)", run_id, error.code, type(exc).__name__)

@@ -1,0 +1,103 @@
+"""Native chain routes: list, stream over SSE (POST and GET), invoke."""
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from api.deps import ChainDep, ChainsDep, ModelInfoDep, SettingsDep
+from api.encoding import to_jsonable
+from api.errors import classify, log_failure
+from api.event_stream import ChainEventStream
+from api.run_request import PreparedRun, RunRequest, input_from_query, prepare_run
+from api.settings import Settings
+from chains import RegisteredChain
+
+router = APIRouter(prefix="/chains", tags=["chains"])
+
+# Documented by hand: naming an EventSourceResponse subclass as `response_class` would make
+# FastAPI treat the handler as a generator endpoint.
+SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"description": "`metadata`, `data`*, then `end` or `error` events.", "content": {"text/event-stream": {}}}
+}
+
+
+def _describe(chain: RegisteredChain) -> dict[str, Any]:
+    configurable = [
+        {
+            "id": spec.id,
+            "name": spec.name,
+            "description": spec.description,
+            "default": getattr(spec.default, "value", spec.default),
+            "options": [o.value for o in spec.annotation] if isinstance(spec.annotation, type) and hasattr(spec.annotation, "__members__") else None,
+        }
+        for spec in chain.configurable.values()
+    ]
+    return {
+        "name": chain.name,
+        "description": chain.spec.description,
+        "input_schema": chain.spec.input_type.model_json_schema(),
+        "configurable": configurable,
+        "endpoints": {
+            "stream": f"/chains/{chain.name}/stream",
+            "invoke": f"/chains/{chain.name}/invoke",
+            "langserve": f"/langserve/{chain.name}/",
+        },
+    }
+
+
+@router.get("")
+async def list_chains(chains: ChainsDep) -> dict[str, Any]:
+    """List the chains with their input schemas and per-request configurable keys."""
+    return {"chains": [_describe(chain) for chain in chains.values()]}
+
+
+def _stream(prepared: PreparedRun, chain: RegisteredChain, settings: Settings) -> ChainEventStream:
+    chunks = chain.runnable.astream(prepared.input, prepared.config)
+    return ChainEventStream(
+        chunks,
+        prepared.run,
+        keepalive_seconds=settings.keepalive_seconds,
+        hold_seconds=settings.first_chunk_hold_seconds,
+    )
+
+
+@router.post("/{name}/stream", responses=SSE_RESPONSE)
+async def stream_chain(
+    body: RunRequest, chain: ChainDep, settings: SettingsDep, model: ModelInfoDep
+) -> ChainEventStream:
+    """Stream a chain's output as Server-Sent Events."""
+    prepared = prepare_run(chain, body.input, body.config, model)
+    return _stream(prepared, chain, settings)
+
+
+@router.get("/{name}/stream", responses=SSE_RESPONSE)
+async def stream_chain_from_query(
+    request: Request, chain: ChainDep, settings: SettingsDep, model: ModelInfoDep
+) -> ChainEventStream:
+    """Stream a chain for a browser `EventSource`: input from the query string."""
+    raw_input, raw_config = input_from_query(chain, request.query_params)
+    prepared = prepare_run(chain, raw_input, raw_config, model, where=("query",))
+    return _stream(prepared, chain, settings)
+
+
+@router.post("/{name}/invoke")
+async def invoke_chain(body: RunRequest, chain: ChainDep, model: ModelInfoDep) -> JSONResponse:
+    """Run a chain to completion and return its whole output."""
+    prepared = prepare_run(chain, body.input, body.config, model)
+    run = prepared.run
+    headers = {"X-Run-Id": run.run_id}
+    try:
+        output = await chain.runnable.ainvoke(prepared.input, prepared.config)
+    except Exception as exc:  # noqa: BLE001 - reported to the client as a typed error
+        error = classify(exc)
+        log_failure(exc, error, run.run_id)
+        run.finish("error")
+        return JSONResponse(
+            {"error": error.payload(run.run_id)}, error.status, headers={**headers, **error.headers()}
+        )
+    run.mark_chunk()
+    run.finish("done")
+    return JSONResponse(
+        {"output": to_jsonable(output), "metadata": {**run.metadata(), **run.summary()}}, headers=headers
+    )

@@ -1,0 +1,88 @@
+"""Turn a request's raw input and config into a validated chain run, or a 4xx."""
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import HTTPException
+from fastapi.exceptions import RequestValidationError
+from langchain_core.runnables import RunnableConfig
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from api.run_config import ConfigRejected, chosen_model, validate_config
+from api.runs import Run
+from chains import ModelInfo, RegisteredChain
+
+
+class RunRequest(BaseModel):
+    """Body of `POST /chains/{name}/stream` and `/invoke`, shaped like LangServe's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: Any = Field(description="The chain's input; see `GET /chains` for each schema.")
+    config: dict[str, Any] | None = Field(
+        None, description="`configurable` keys listed by `GET /chains`, plus tags/metadata/run_name."
+    )
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    input: dict[str, Any]
+    config: RunnableConfig
+    run: Run
+
+
+def _validate_input(chain: RegisteredChain, raw: Any, where: tuple[str, ...]) -> dict[str, Any]:
+    try:
+        model = chain.spec.input_type.model_validate(raw)
+    except ValidationError as exc:
+        errors = [
+            {**err, "loc": (*where, *err["loc"])}
+            for err in exc.errors(include_url=False, include_context=False)
+        ]
+        raise RequestValidationError(errors) from None
+    # Attributes, not model_dump(): coerced values such as LangChain messages stay objects.
+    return {name: getattr(model, name) for name in type(model).model_fields}
+
+
+def prepare_run(
+    chain: RegisteredChain,
+    raw_input: Any,
+    raw_config: Any,
+    model: ModelInfo,
+    where: tuple[str, ...] = ("body", "input"),
+) -> PreparedRun:
+    """Validate everything before any model is contacted."""
+    chain_input = _validate_input(chain, raw_input, where)
+    try:
+        config = validate_config(chain, raw_config)
+    except ConfigRejected as exc:
+        if exc.status == 422:
+            loc = (where[0], *exc.loc)
+            raise RequestValidationError(
+                [{"type": "value_error", "loc": loc, "msg": exc.message, "input": raw_config}]
+            ) from None
+        raise HTTPException(exc.status, exc.message) from None
+    run = Run(chain=chain.name, model=model, model_name=chosen_model(chain, config, model.name))
+    return PreparedRun(chain_input, run.config(config), run)
+
+
+def _json_param(params: Mapping[str, str], key: str) -> Any:
+    try:
+        return json.loads(params[key])
+    except json.JSONDecodeError as exc:
+        raise RequestValidationError(
+            [{"type": "json_invalid", "loc": ("query", key), "msg": f"invalid JSON: {exc.msg}", "input": params[key]}]
+        ) from None
+
+
+def input_from_query(chain: RegisteredChain, params: Mapping[str, str]) -> tuple[Any, Any]:
+    """Map `?field=value` (or `?input=<json>`) and `?config=<json>` to input and config."""
+    config = _json_param(params, "config") if "config" in params else None
+    if "input" in params:
+        return _json_param(params, "input"), config
+    fields = {k: v for k, v in params.items() if k != "config"}
+    if chain.spec.from_query is not None:
+        return chain.spec.from_query(fields), config
+    return fields, config

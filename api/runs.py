@@ -1,0 +1,101 @@
+"""One chain execution: its id, timings and usage, gathered for the `end` event and the logs."""
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from langchain_core.callbacks import AsyncCallbackHandler
+from langchain_core.outputs import ChatGeneration, LLMResult
+from langchain_core.runnables import RunnableConfig
+
+from chains import ModelInfo
+
+logger = logging.getLogger("chainserve.runs")
+
+RunStatus = Literal["running", "done", "error", "cancelled"]
+
+
+class UsageCollector(AsyncCallbackHandler):
+    """Sums token usage and keeps the last finish reason of every model call in a run."""
+
+    def __init__(self) -> None:
+        self.usage: dict[str, int] | None = None
+        self.finish_reason: str | None = None
+
+    async def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
+        for generations in response.generations:
+            for generation in generations:
+                if isinstance(generation, ChatGeneration):
+                    self._add(generation)
+
+    def _add(self, generation: ChatGeneration) -> None:
+        message = generation.message
+        reason = message.response_metadata.get("finish_reason")
+        if reason:
+            self.finish_reason = str(reason)
+        usage = getattr(message, "usage_metadata", None)
+        if usage:
+            total = self.usage or {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
+            for key in total:
+                total[key] += int(usage.get(key, 0))
+            self.usage = total
+
+
+@dataclass
+class Run:
+    """Book-keeping for one run of one chain."""
+
+    chain: str
+    model: ModelInfo
+    model_name: str
+    run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    started: float = field(default_factory=time.monotonic)
+    first_chunk_at: float | None = None
+    ended_at: float | None = None
+    status: RunStatus = "running"
+    stats: UsageCollector = field(default_factory=UsageCollector)
+
+    def config(self, base: RunnableConfig) -> RunnableConfig:
+        """The LangChain config for this run: same run id in traces, our usage callback."""
+        callbacks = [*base.get("callbacks", []), self.stats]  # type: ignore[misc]
+        return {**base, "run_id": uuid.UUID(self.run_id), "callbacks": callbacks}
+
+    def mark_chunk(self) -> None:
+        if self.first_chunk_at is None:
+            self.first_chunk_at = time.monotonic()
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "chain": self.chain,
+            "model": {"provider": self.model.provider, "name": self.model_name},
+        }
+
+    def timings(self) -> dict[str, float | None]:
+        end = self.ended_at or time.monotonic()
+        ttft = None if self.first_chunk_at is None else self.first_chunk_at - self.started
+        return {
+            "time_to_first_token_ms": None if ttft is None else round(ttft * 1000, 1),
+            "total_ms": round((end - self.started) * 1000, 1),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "usage": self.stats.usage,
+            "finish_reason": self.stats.finish_reason,
+            "timings": self.timings(),
+        }
+
+    def finish(self, status: RunStatus) -> None:
+        self.status = status
+        self.ended_at = time.monotonic()
+        t = self.timings()
+        usage = self.stats.usage or {}
+        logger.info(
+            "run %s %s chain=%s model=%s ttft_ms=%s total_ms=%s tokens_in=%s tokens_out=%s",
+            self.run_id, status, self.chain, self.model_name, t["time_to_first_token_ms"],
+            t["total_ms"], usage.get("input_tokens"), usage.get("output_tokens"),
+        )

@@ -1,0 +1,76 @@
+"""The one `Settings` class: read from the environment and `.env`, passed into `create_app`."""
+
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from chains import ModelConfig
+
+
+def _env(name: str) -> AliasChoices:
+    """Accept both the env var name and the field name (tests pass `Settings(model=...)`)."""
+    return AliasChoices(name, name.removeprefix("CHAINSERVE_").lower())
+
+
+class Settings(BaseSettings):
+    """Every knob of a chainserve process; `.env.example` documents each one."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
+    openai_base_url: str | None = Field(None, validation_alias=_env("OPENAI_BASE_URL"))
+    model: str = Field("gpt-4o-mini", min_length=1, validation_alias=_env("CHAINSERVE_MODEL"))
+    temperature: float = Field(
+        0.7, ge=0.0, le=2.0, validation_alias=_env("CHAINSERVE_TEMPERATURE")
+    )
+    allowed_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("CHAINSERVE_ALLOWED_MODELS")
+    )
+    upstream_timeout: float = Field(
+        60.0, gt=0, validation_alias=_env("CHAINSERVE_UPSTREAM_TIMEOUT")
+    )
+    upstream_max_retries: int = Field(
+        2, ge=0, le=10, validation_alias=_env("CHAINSERVE_UPSTREAM_MAX_RETRIES")
+    )
+    offline_delay: float = Field(
+        0.015, ge=0.0, le=5.0, validation_alias=_env("CHAINSERVE_OFFLINE_DELAY")
+    )
+    keepalive_seconds: float = Field(
+        15.0, gt=0, validation_alias=_env("CHAINSERVE_KEEPALIVE_SECONDS")
+    )
+    first_chunk_hold_seconds: float = Field(
+        10.0, ge=0, validation_alias=_env("CHAINSERVE_FIRST_CHUNK_HOLD_SECONDS")
+    )
+    max_json_depth: int = Field(64, ge=2, le=1000, validation_alias=_env("CHAINSERVE_MAX_JSON_DEPTH"))
+    langserve_playground: bool = Field(
+        True, validation_alias=_env("CHAINSERVE_LANGSERVE_PLAYGROUND")
+    )
+    host: str = Field("127.0.0.1", validation_alias=_env("CHAINSERVE_HOST"))
+    port: int = Field(8000, ge=0, le=65535, validation_alias=_env("CHAINSERVE_PORT"))
+    log_level: str = Field("info", validation_alias=_env("CHAINSERVE_LOG_LEVEL"))
+
+    @field_validator("allowed_models", mode="before")
+    @classmethod
+    def _split_models(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [m.strip() for m in value.split(",") if m.strip()]
+        return value
+
+    @field_validator("openai_base_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    def model_settings(self) -> ModelConfig:
+        key = self.openai_api_key.get_secret_value() if self.openai_api_key else None
+        return ModelConfig(
+            model=self.model,
+            temperature=self.temperature,
+            api_key=key or None,
+            base_url=self.openai_base_url,
+            allowed_models=tuple(self.allowed_models),
+            timeout=self.upstream_timeout,
+            max_retries=self.upstream_max_retries,
+            offline_delay=self.offline_delay,
+        )

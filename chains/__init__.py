@@ -1,0 +1,14 @@
+"""LangChain chains served by chainserve; framework-free so they can be reused outside HTTP."""
+
+from chains.models import ModelConfig, ModelInfo, build_model, describe_model
+from chains.registry import ChainSpec, RegisteredChain, build_registry
+
+__all__ = [
+    "ChainSpec",
+    "ModelConfig",
+    "ModelInfo",
+    "RegisteredChain",
+    "build_model",
+    "build_registry",
+    "describe_model",
+]

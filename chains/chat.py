@@ -1,0 +1,54 @@
+"""`chat`: a system prompt plus a conversation; the chain behind LangServe's chat playground."""
+
+from typing import Any
+
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
+from langchain_core.runnables import Runnable
+from pydantic import BaseModel
+
+from chains.messages import ChatMessages
+from chains.models import ModelConfig, build_model
+from chains.prompts import prompt_variants
+from chains.registry import ChainSpec
+
+INSTRUCTIONS = {
+    "default": "You are a helpful assistant. Answer clearly and accurately.",
+    "concise": "You are a terse assistant. Answer in at most two sentences.",
+    "teacher": "You are a patient teacher. Explain step by step and end with a check question.",
+}
+
+
+class ChatInput(BaseModel):
+    """The conversation so far, oldest first; the last message is usually the user's."""
+
+    messages: ChatMessages
+
+
+def _prompt(instruction: str) -> ChatPromptTemplate:
+    # The instruction is a literal system message, so braces in it are never template fields.
+    return ChatPromptTemplate.from_messages(
+        [("system", instruction.replace("{", "{{").replace("}", "}}")), MessagesPlaceholder("messages")]
+    )
+
+
+def build_chat(config: ModelConfig) -> Runnable[Any, str]:
+    chain = prompt_variants(_prompt, INSTRUCTIONS) | build_model(config) | StrOutputParser()
+    return chain.with_types(input_type=ChatInput)
+
+
+def chat_from_query(params: Any) -> dict[str, Any]:
+    """`?message=...` is one user turn, the familiar `/chat-stream?message=` style."""
+    return {"messages": [{"role": "user", "content": params.get("message", "")}]}
+
+
+CHAINS = (
+    ChainSpec(
+        name="chat",
+        description="Chat with a system prompt: send the conversation as `messages`.",
+        build=build_chat,
+        input_type=ChatInput,
+        from_query=chat_from_query,
+        playground="chat",
+    ),
+)

@@ -1,0 +1,46 @@
+"""`explain`: a single-field chain that explains a topic."""
+
+from typing import Any
+
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import Runnable
+from pydantic import BaseModel, Field
+
+from chains.models import ModelConfig, build_model
+from chains.prompts import prompt_variants
+from chains.registry import ChainSpec
+
+INSTRUCTIONS = {
+    "default": "You explain technical topics to software developers, with one short example.",
+    "eli5": "You explain things to a curious five-year-old, with no jargon.",
+    "expert": "You brief a domain expert: precise terms, trade-offs and pitfalls, no basics.",
+}
+
+
+class ExplainInput(BaseModel):
+    topic: str = Field(min_length=1, max_length=2000, description="What to explain.")
+
+
+def _prompt(instruction: str) -> ChatPromptTemplate:
+    return ChatPromptTemplate.from_messages(
+        [
+            ("system", instruction.replace("{", "{{").replace("}", "}}")),
+            ("human", "Explain {topic}."),
+        ]
+    )
+
+
+def build_explain(config: ModelConfig) -> Runnable[Any, str]:
+    chain = prompt_variants(_prompt, INSTRUCTIONS) | build_model(config) | StrOutputParser()
+    return chain.with_types(input_type=ExplainInput)
+
+
+CHAINS = (
+    ChainSpec(
+        name="explain",
+        description="Explain a topic: send `{\"topic\": ...}`.",
+        build=build_explain,
+        input_type=ExplainInput,
+    ),
+)

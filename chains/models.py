@@ -1,0 +1,110 @@
+"""The one model factory: `ChatOpenAI` when an upstream is configured, else the offline model."""
+
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import (
+    ConfigurableField,
+    ConfigurableFieldSingleOption,
+    Runnable,
+)
+from langchain_core.language_models import LanguageModelInput
+from langchain_core.messages import BaseMessage
+from pydantic import Field, SecretStr
+
+from chains.offline import OFFLINE_MODEL_NAME, OfflineChatModel
+
+Provider = Literal["openai", "offline"]
+
+Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
+
+MODEL_KEY = "model"
+TEMPERATURE_KEY = "temperature"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything a chain needs to build its model; filled from the app's settings."""
+
+    model: str = "gpt-4o-mini"
+    temperature: float = 0.7
+    api_key: str | None = None
+    base_url: str | None = None
+    allowed_models: tuple[str, ...] = ()
+    """Models a request may switch to, besides `model`."""
+    timeout: float | None = 60.0
+    max_retries: int = 2
+    offline_delay: float = 0.015
+
+    @property
+    def provider(self) -> Provider:
+        return "openai" if self.api_key or self.base_url else "offline"
+
+    @property
+    def default_model(self) -> str:
+        return self.model if self.provider == "openai" else OFFLINE_MODEL_NAME
+
+    @property
+    def model_choices(self) -> tuple[str, ...]:
+        """The per-request `model` options; the offline model has only itself to offer."""
+        if self.provider == "offline":
+            return (OFFLINE_MODEL_NAME,)
+        extra = tuple(m for m in self.allowed_models if m != self.model)
+        return (self.model, *extra)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What is answering: shown by /health, the startup log and every stream's metadata."""
+
+    provider: Provider
+    name: str
+    choices: tuple[str, ...] = field(default=())
+
+
+def describe_model(config: ModelConfig) -> ModelInfo:
+    return ModelInfo(config.provider, config.default_model, config.model_choices)
+
+
+def _build_base_model(config: ModelConfig) -> BaseChatModel:
+    if config.provider == "offline":
+        return OfflineChatModel(
+            model=OFFLINE_MODEL_NAME,
+            temperature=config.temperature,
+            delay=config.offline_delay,
+        )
+    # Imported here so the offline path never pays for (or depends on) the OpenAI client.
+    from langchain_openai import ChatOpenAI
+
+    return ChatOpenAI(
+        model=config.model,
+        temperature=config.temperature,
+        # OpenAI-compatible servers (vLLM, Ollama, llama.cpp) often need no key, but the
+        # client refuses to start without one.
+        api_key=SecretStr(config.api_key or "not-needed"),
+        base_url=config.base_url,
+        stream_usage=True,
+        timeout=config.timeout,
+        max_retries=config.max_retries,
+    )
+
+
+def build_model(config: ModelConfig) -> Runnable[LanguageModelInput, BaseMessage]:
+    """Build the chat model with `model` and `temperature` switchable per request."""
+    choices = config.model_choices
+    return _build_base_model(config).configurable_fields(
+        model_name=ConfigurableFieldSingleOption(
+            id=MODEL_KEY,
+            name="Model",
+            description="Which model answers this request.",
+            options={name: name for name in choices},
+            default=config.default_model,
+        ),
+        temperature=ConfigurableField(
+            id=TEMPERATURE_KEY,
+            name="Temperature",
+            description="Sampling temperature, 0 to 2.",
+            annotation=Temperature,
+        ),
+    )

@@ -1,0 +1,65 @@
+"""The chain registry: every module in `chains/` that declares `CHAINS` is served."""
+
+import importlib
+import pkgutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Literal
+
+from langchain_core.runnables import ConfigurableFieldSpec, Runnable
+from pydantic import BaseModel
+
+from chains.models import ModelConfig
+
+QueryMapper = Callable[[Mapping[str, str]], dict[str, Any]]
+Playground = Literal["default", "chat"]
+
+
+@dataclass(frozen=True)
+class ChainSpec:
+    """How to build one named chain and how its input arrives over the wire."""
+
+    name: str
+    description: str
+    build: Callable[[ModelConfig], Runnable[Any, Any]]
+    input_type: type[BaseModel]
+    """Validates and coerces request input before anything reaches the model."""
+    from_query: QueryMapper | None = None
+    """Maps flat query parameters (`?topic=...`) to input, for browser `EventSource`."""
+    playground: Playground = "default"
+
+
+@dataclass(frozen=True)
+class RegisteredChain:
+    """A chain built for one app: its spec plus the runnable that serves it."""
+
+    spec: ChainSpec
+    runnable: Runnable[Any, Any]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @cached_property
+    def configurable(self) -> dict[str, ConfigurableFieldSpec]:
+        """The per-request knobs this chain exposes, by id: the only keys a request may set."""
+        return {spec.id: spec for spec in self.runnable.config_specs}
+
+
+def discover_specs() -> list[ChainSpec]:
+    """Import every module of this package and collect their `CHAINS`, sorted by name."""
+    package = importlib.import_module(__package__ or "chains")
+    specs: dict[str, ChainSpec] = {}
+    for module_info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"{package.__name__}.{module_info.name}")
+        for spec in getattr(module, "CHAINS", ()):
+            if spec.name in specs:
+                raise ValueError(f"two chains are named {spec.name!r}")
+            specs[spec.name] = spec
+    return [specs[name] for name in sorted(specs)]
+
+
+def build_registry(config: ModelConfig) -> dict[str, RegisteredChain]:
+    """Build every discovered chain against one model configuration."""
+    return {spec.name: RegisteredChain(spec, spec.build(config)) for spec in discover_specs()}

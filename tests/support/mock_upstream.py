@@ -1,0 +1,440 @@
+"""Scriptable OpenAI-compatible server on loopback, so tests drive real clients over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+_T = TypeVar("_T")
+_MODEL = "gpt-mock"
+_ERROR_KINDS: dict[int, tuple[str, str | None]] = {
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("permission_error", None),
+    404: ("invalid_request_error", "model_not_found"),
+    429: ("requests", "rate_limit_exceeded"),
+}
+
+
+@dataclass
+class Script:
+    """One scripted reply; a dataclass so tests can derive variants with dataclasses.replace."""
+
+    chunks: list[str] = field(default_factory=lambda: ["Hello", ",", " world", "!"])
+    delay: float = 0.0
+    first_delay: float = 0.0
+    status: int = 200
+    error_message: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    drop_after: int | None = None
+    hold_after: int | None = None
+    usage: dict[str, Any] | None = None
+    finish_reason: str = "stop"
+
+
+@dataclass
+class RecordedRequest:
+    """What the mock saw and did, so tests assert on upstream behaviour instead of guessing."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    json: Any
+    received_at: float
+    connection_id: int = 0
+    chunks_sent: int = 0
+    completed: bool = False
+    disconnected_at: float | None = None
+
+
+class _Conn:
+    """Owns the read buffer, so the hang-up watcher can read without losing pipelined bytes."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ident: int):
+        self.reader, self.writer, self.ident = reader, writer, ident
+        self.buf = bytearray()
+        self.gone = asyncio.Event()
+        self.gone_at: float | None = None
+
+    async def read_request(self) -> tuple[str, str, dict[str, str], bytes] | None:
+        while (end := self.buf.find(b"\r\n\r\n")) < 0:
+            if not await self._fill():
+                return None
+        request_line, *lines = self.buf[:end].decode("latin-1").split("\r\n")
+        del self.buf[: end + 4]
+        method, target, _ = request_line.split(" ", 2)
+        headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines)}
+        size = int(headers.get("content-length", "0"))
+        while len(self.buf) < size:
+            if not await self._fill():
+                return None
+        body = bytes(self.buf[:size])
+        del self.buf[:size]
+        return method, target.split("?")[0], headers, body
+
+    async def _fill(self) -> bool:
+        try:
+            data = await self.reader.read(65536)
+        except OSError:
+            data = b""
+        self.buf += data
+        return bool(data)
+
+    async def watch(self) -> None:
+        """Runs while a response is in flight: EOF is the only prompt hang-up signal TCP gives."""
+        while await self._fill():
+            pass
+        self.mark_gone()
+
+    def mark_gone(self) -> None:
+        self.gone_at = self.gone_at or time.monotonic()
+        self.gone.set()
+
+    async def send(self, data: bytes) -> bool:
+        """Drains every write, so clients can observe incremental delivery."""
+        if not self.gone.is_set():
+            try:
+                self.writer.write(data)
+                await self.writer.drain()
+            except OSError:
+                self.mark_gone()
+        return not self.gone.is_set()
+
+    async def pause(self, seconds: float | None, until: asyncio.Event | None = None) -> bool:
+        """A sleep that a hang-up (or `until`) cuts short; False means the client is gone."""
+        if until is None and seconds is not None and seconds <= 0:
+            return not self.gone.is_set()
+        waiters = {asyncio.ensure_future(e.wait()) for e in (self.gone, until) if e is not None}
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        return not self.gone.is_set()
+
+
+def _reason(status: int) -> str:
+    with contextlib.suppress(ValueError):
+        return HTTPStatus(status).phrase
+    return "Unknown"
+
+
+def _head(status: int, headers: dict[str, str]) -> bytes:
+    lines = [f"HTTP/1.1 {status} {_reason(status)}", *(f"{k}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _sse(payload: object) -> bytes:
+    """Frames one SSE message as one HTTP chunk, so each message is its own write."""
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return b"%x\r\ndata: %s\n\n\r\n" % (len(data) + 8, data)
+
+
+def _error_body(status: int, message: str | None, code: str | None = "") -> dict[str, Any]:
+    kind, default_code = _ERROR_KINDS.get(status, ("server_error" if status >= 500 else "api_error", None))
+    return {
+        "error": {
+            "message": message or f"Mock upstream error: {status} {_reason(status)}",
+            "type": kind,
+            "param": None,
+            "code": default_code if code == "" else code,
+        }
+    }
+
+
+def _parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        return None
+
+
+def _usage(script: Script, body: dict[str, Any]) -> dict[str, Any]:
+    if script.usage is not None:
+        return script.usage
+    prompt = 0
+    for message in body.get("messages") or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        for part in content if isinstance(content, list) else [content]:
+            text = part.get("text") if isinstance(part, dict) else part
+            prompt += len(text.split()) if isinstance(text, str) else 0
+    done = len(script.chunks)
+    return {"prompt_tokens": prompt, "completion_tokens": done, "total_tokens": prompt + done}
+
+
+class MockUpstream:
+    """Real HTTP/1.1 server with its own thread and loop, so any test (sync or async) can use it."""
+
+    def __init__(self) -> None:
+        self.default_script = Script()
+        self._queue: collections.deque[Script] = collections.deque()
+        self._requests: list[RecordedRequest] = []
+        self._cond = threading.Condition()
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._startup_error: BaseException | None = None
+        self._port = 0
+        self._ids = itertools.count(1)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._ready.clear()
+        self._thread = threading.Thread(target=asyncio.run, args=(self._main(),), name="mock-upstream")
+        self._thread.start()
+        if not self._ready.wait(5.0) or self._startup_error is not None:
+            raise RuntimeError("mock upstream failed to start") from self._startup_error
+
+    def stop(self) -> None:
+        """Cancels in-flight responses instead of awaiting clients, so held streams can't hang us."""
+        if self._loop is None or self._thread is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop already finished
+            self._loop.call_soon_threadsafe(self._stopping.set)
+        self._thread.join(5.0)
+        if self._thread.is_alive():
+            raise RuntimeError("mock upstream thread did not stop within 5s")
+        self._loop = self._thread = None
+
+    async def _main(self) -> None:
+        self._stopping, self._release = asyncio.Event(), asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        try:
+            server = await asyncio.start_server(self._on_connect, "127.0.0.1", 0)
+        except OSError as exc:
+            self._startup_error = exc
+            self._ready.set()
+            return
+        self._port = server.sockets[0].getsockname()[1]
+        self._loop = asyncio.get_running_loop()
+        self._ready.set()
+        await self._stopping.wait()
+        server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await server.wait_closed()
+
+    @property
+    def base_url(self) -> str:
+        if not self._port:
+            raise RuntimeError("mock upstream is not running")
+        return f"http://127.0.0.1:{self._port}/v1"
+
+    def enqueue(self, *scripts: Script) -> None:
+        with self._cond:
+            self._queue.extend(scripts)
+
+    def release(self) -> None:
+        """Thread-safe; a release while nothing is held applies to the next hold, avoiding races."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._release.set)
+
+    def reset(self) -> None:
+        with self._cond:
+            self._queue.clear()
+            self._requests.clear()
+            self.default_script = Script()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._release.clear)
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._cond:
+            return list(self._requests)
+
+    @property
+    def last_request(self) -> RecordedRequest:
+        with self._cond:
+            if not self._requests:
+                raise AssertionError("mock upstream has not received any request")
+            return self._requests[-1]
+
+    def wait_for_requests(self, n: int, timeout: float = 5.0) -> list[RecordedRequest]:
+        """Blocks this thread; async tests whose loop drives the client need the _async form."""
+        return self._wait(lambda: self._at_least(n), timeout, f"{n} request(s)")
+
+    def wait_for_disconnect(self, index: int = -1, timeout: float = 5.0) -> float:
+        return self._wait(lambda: self._disconnected_at(index), timeout, f"hang-up on #{index}")
+
+    async def wait_for_requests_async(  # noqa: ASYNC109 - mirrors the sync signature
+        self, n: int, timeout: float = 5.0
+    ) -> list[RecordedRequest]:
+        return await self._poll(lambda: self._at_least(n), timeout, f"{n} request(s)")
+
+    async def wait_for_disconnect_async(  # noqa: ASYNC109 - mirrors the sync signature
+        self, index: int = -1, timeout: float = 5.0
+    ) -> float:
+        return await self._poll(lambda: self._disconnected_at(index), timeout, f"hang-up on #{index}")
+
+    def _at_least(self, n: int) -> list[RecordedRequest] | None:
+        return list(self._requests) if len(self._requests) >= n else None
+
+    def _disconnected_at(self, index: int) -> float | None:
+        with contextlib.suppress(IndexError):
+            return self._requests[index].disconnected_at
+        return None
+
+    def _wait(self, probe: Callable[[], _T | None], timeout: float, what: str) -> _T:
+        with self._cond:
+            if (result := self._cond.wait_for(probe, timeout)) is None:
+                raise AssertionError(self._timeout_message(what, timeout))
+            return result
+
+    async def _poll(self, probe: Callable[[], _T | None], limit: float, what: str) -> _T:
+        """Polls rather than blocks, so the test's own loop keeps driving the client meanwhile."""
+        deadline = time.monotonic() + limit
+        while True:
+            with self._cond:
+                if (result := probe()) is not None:
+                    return result
+                if time.monotonic() >= deadline:
+                    raise AssertionError(self._timeout_message(what, limit))
+            await asyncio.sleep(0.01)
+
+    def _timeout_message(self, what: str, timeout: float) -> str:
+        seen = [(r.method, r.path, r.chunks_sent, r.completed, r.disconnected_at) for r in self._requests]
+        return f"mock upstream: no {what} within {timeout}s; requests so far: {seen}"
+
+    def _update(self, rec: RecordedRequest, **changes: Any) -> None:
+        with self._cond:
+            for name, value in changes.items():
+                setattr(rec, name, value)
+            self._cond.notify_all()
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Swallows stop()'s cancellation: 3.11's start_server logs cancelled handlers as errors."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        conn = _Conn(reader, writer, next(self._ids))
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                while (request := await conn.read_request()) is not None:
+                    if not await self._serve_one(conn, *request):
+                        break
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                await writer.wait_closed()
+
+    async def _serve_one(
+        self, conn: _Conn, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> bool:
+        """Returns whether the connection may be kept alive for the next request."""
+        rec = RecordedRequest(method, path, headers, _parse_json(body), time.monotonic(), conn.ident)
+        self._update(rec)
+        with self._cond:
+            self._requests.append(rec)
+        watcher = asyncio.create_task(conn.watch())
+        try:
+            await self._route(conn, rec)
+        finally:
+            watcher.cancel()
+            await asyncio.wait({watcher})
+        if conn.gone_at is not None and not rec.completed:
+            self._update(rec, disconnected_at=conn.gone_at)
+        return rec.completed and headers.get("connection", "").lower() != "close"
+
+    async def _route(self, conn: _Conn, rec: RecordedRequest) -> None:
+        if (rec.method, rec.path) == ("POST", "/v1/chat/completions"):
+            with self._cond:
+                script = self._queue.popleft() if self._queue else self.default_script
+            await self._chat(conn, rec, script)
+        elif (rec.method, rec.path) == ("GET", "/v1/models"):
+            model = {"id": _MODEL, "object": "model", "created": 0, "owned_by": "mock-upstream"}
+            await self._send_json(conn, rec, 200, {"object": "list", "data": [model]})
+        else:
+            error = _error_body(404, f"Invalid URL ({rec.method} {rec.path})", code=None)
+            await self._send_json(conn, rec, 404, error)
+
+    async def _send_json(
+        self, conn: _Conn, rec: RecordedRequest, status: int, payload: object, **extra: str
+    ) -> None:
+        data = json.dumps(payload).encode()
+        headers = {"content-type": "application/json", "content-length": str(len(data)), **extra}
+        self._update(rec, completed=await conn.send(_head(status, headers) + data))
+
+    async def _chat(self, conn: _Conn, rec: RecordedRequest, script: Script) -> None:
+        if not await conn.pause(script.first_delay):
+            return
+        if script.status != 200:
+            error = _error_body(script.status, script.error_message)
+            return await self._send_json(conn, rec, script.status, error, **script.headers)
+        body: dict[str, Any] = rec.json if isinstance(rec.json, dict) else {}
+        stream = bool(body.get("stream"))
+        base = {
+            "id": f"chatcmpl-mock-{next(self._ids)}",
+            "object": "chat.completion.chunk" if stream else "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", _MODEL),
+        }
+        if stream:
+            return await self._stream(conn, rec, script, body, base)
+        message = {"role": "assistant", "content": "".join(script.chunks), "refusal": None}
+        choice = {"index": 0, "message": message, "logprobs": None}
+        payload = {**base, "choices": [{**choice, "finish_reason": script.finish_reason}]}
+        payload["usage"] = _usage(script, body)
+        return await self._send_json(conn, rec, 200, payload, **script.headers)
+
+    async def _stream(
+        self, conn: _Conn, rec: RecordedRequest, script: Script, body: dict[str, Any], base: Any
+    ) -> None:
+        with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            return _sse({**base, "choices": [choice], **({"usage": None} if with_usage else {})})
+
+        head = {"content-type": "text/event-stream", "transfer-encoding": "chunked"}
+        if not await conn.send(_head(200, {**head, **script.headers})):
+            return
+        if not await conn.send(chunk({"role": "assistant", "content": ""})):
+            return
+        for piece in script.chunks:
+            if not await self._checkpoint(conn, rec, script, rec.chunks_sent > 0):
+                return
+            if not await conn.send(chunk({"content": piece})):
+                return
+            self._update(rec, chunks_sent=rec.chunks_sent + 1)
+        if not await self._checkpoint(conn, rec, script, False):
+            return
+        tail = [chunk({}, script.finish_reason)]
+        if with_usage:
+            tail.append(_sse({**base, "choices": [], "usage": _usage(script, body)}))
+        for data in [*tail, _sse(b"[DONE]"), b"0\r\n\r\n"]:
+            if not await conn.send(data):
+                return
+        self._update(rec, completed=True)
+
+    async def _checkpoint(
+        self, conn: _Conn, rec: RecordedRequest, script: Script, delay: bool
+    ) -> bool:
+        """Applies drop/hold/delay before the next piece; False aborts the response."""
+        if rec.chunks_sent == script.drop_after:
+            return False
+        if rec.chunks_sent == script.hold_after:
+            released = self._release
+            if not await conn.pause(None, until=released):
+                return False
+            released.clear()
+        return await conn.pause(script.delay if delay else 0)

@@ -1,0 +1,264 @@
+"""Checks the mock upstream against the real openai SDK and ChatOpenAI, so other tests can trust it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+from langchain_core.messages import AIMessageChunk, HumanMessage
+from langchain_openai import ChatOpenAI
+
+from .mock_upstream import MockUpstream, Script
+
+USER = [{"role": "user", "content": "say hello to the world"}]
+
+
+@pytest.fixture
+def mock() -> Iterator[MockUpstream]:
+    with MockUpstream() as upstream:
+        yield upstream
+
+
+def sdk(mock: MockUpstream, **kwargs: float) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=mock.base_url, api_key="sk-test", max_retries=0, **kwargs)
+
+
+def chat(mock: MockUpstream, **kwargs: object) -> ChatOpenAI:
+    return ChatOpenAI(
+        model="gpt-test", base_url=mock.base_url, api_key="sk-test", stream_usage=True, max_retries=0, **kwargs
+    )
+
+
+@pytest.mark.asyncio
+async def test_raw_stream_is_openai_sse_with_role_first_and_done_last(mock: MockUpstream) -> None:
+    body = {"model": "gpt-raw", "messages": USER, "stream": True}
+    async with httpx.AsyncClient() as client, client.stream("POST", f"{mock.base_url}/chat/completions", json=body) as r:
+        assert r.headers["content-type"] == "text/event-stream"
+        lines = [line async for line in r.aiter_lines() if line]
+    assert lines[-1] == "data: [DONE]"
+    events = [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
+    assert {e["object"] for e in events} == {"chat.completion.chunk"}
+    assert {e["model"] for e in events} == {"gpt-raw"}
+    assert [e["choices"][0]["delta"] for e in events] == [
+        {"role": "assistant", "content": ""},
+        *({"content": c} for c in ["Hello", ",", " world", "!"]),
+        {},
+    ]
+    assert [e["choices"][0]["finish_reason"] for e in events][-2:] == [None, "stop"]
+    assert "usage" not in events[-1]
+    assert mock.last_request.completed and mock.last_request.chunks_sent == 4
+
+
+@pytest.mark.asyncio
+async def test_sdk_stream_in_order_and_include_usage_adds_usage_chunk(mock: MockUpstream) -> None:
+    mock.enqueue(Script(chunks=["a", "b", "c"], finish_reason="length"))
+    async with sdk(mock) as client:
+        stream = await client.chat.completions.create(
+            model="m", messages=USER, stream=True, stream_options={"include_usage": True}  # type: ignore[list-item]
+        )
+        chunks = [c async for c in stream]
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert [c.choices[0].delta.content for c in chunks[1:4]] == ["a", "b", "c"]
+    assert chunks[4].choices[0].finish_reason == "length"
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.model_dump(include={"prompt_tokens", "completion_tokens", "total_tokens"}) == {
+        "prompt_tokens": 5,
+        "completion_tokens": 3,
+        "total_tokens": 8,
+    }
+
+
+@pytest.mark.asyncio
+async def test_non_streaming_returns_joined_content_and_usage(mock: MockUpstream) -> None:
+    mock.enqueue(Script(usage={"prompt_tokens": 11, "completion_tokens": 2, "total_tokens": 13}))
+    async with sdk(mock) as client:
+        completion = await client.chat.completions.create(model="m", messages=USER)  # type: ignore[list-item]
+    assert completion.object == "chat.completion"
+    assert completion.choices[0].message.content == "Hello, world!"
+    assert completion.usage is not None and completion.usage.total_tokens == 13
+    message = await chat(mock).ainvoke([HumanMessage("hi there")])
+    assert message.content == "Hello, world!"
+    assert message.usage_metadata is not None and message.usage_metadata["output_tokens"] == 4
+
+
+@pytest.mark.asyncio
+async def test_error_status_reaches_sdk_as_typed_exception_with_headers(mock: MockUpstream) -> None:
+    mock.enqueue(Script(status=429, headers={"retry-after": "7"}), Script(status=500, error_message="boom"))
+    async with sdk(mock) as client:
+        with pytest.raises(openai.RateLimitError) as rate_limited:
+            await client.chat.completions.create(model="m", messages=USER, stream=True)  # type: ignore[list-item]
+        with pytest.raises(openai.InternalServerError, match="boom"):
+            await client.chat.completions.create(model="m", messages=USER)  # type: ignore[list-item]
+    assert rate_limited.value.status_code == 429
+    assert rate_limited.value.response.headers["retry-after"] == "7"
+    assert rate_limited.value.code == "rate_limit_exceeded"
+    assert [r.completed for r in mock.requests] == [True, True]
+
+
+@pytest.mark.asyncio
+async def test_first_delay_stalls_before_headers(mock: MockUpstream) -> None:
+    mock.enqueue(Script(first_delay=0.3))
+    started = time.monotonic()
+    async with sdk(mock) as client:
+        await client.chat.completions.create(model="m", messages=USER)  # type: ignore[list-item]
+    assert time.monotonic() - started >= 0.3
+
+
+@pytest.mark.asyncio
+async def test_drop_after_breaks_sdk_and_chatopenai_streams(mock: MockUpstream) -> None:
+    mock.enqueue(Script(drop_after=2), Script(drop_after=1))
+    received: list[str | None] = []
+    async with sdk(mock) as client:
+        stream = await client.chat.completions.create(model="m", messages=USER, stream=True)  # type: ignore[list-item]
+        with pytest.raises(openai.APIConnectionError):
+            async for chunk in stream:
+                received.append(chunk.choices[0].delta.content)
+    assert received == ["", "Hello", ","]
+    with pytest.raises(openai.APIConnectionError):
+        async for _ in chat(mock).astream("hi"):
+            pass
+    assert [(r.chunks_sent, r.completed, r.disconnected_at) for r in mock.requests] == [(2, False, None), (1, False, None)]
+
+
+@pytest.mark.asyncio
+async def test_hold_after_holds_until_release(mock: MockUpstream) -> None:
+    mock.enqueue(Script(hold_after=1))
+    async with sdk(mock) as client:
+        stream = await client.chat.completions.create(model="m", messages=USER, stream=True)  # type: ignore[list-item]
+        chunks = stream.__aiter__()
+        assert [(await anext(chunks)).choices[0].delta.content for _ in range(2)] == ["", "Hello"]
+        pending = asyncio.ensure_future(anext(chunks))
+        done, _ = await asyncio.wait({pending}, timeout=0.2)
+        assert not done and mock.last_request.chunks_sent == 1
+        mock.release()
+        assert (await pending).choices[0].delta.content == ","
+        assert [c.choices[0].delta.content async for c in chunks] == [" world", "!", None]
+    assert mock.last_request.completed
+
+
+@pytest.mark.asyncio
+async def test_release_before_hold_is_not_lost_and_reset_clears_everything(mock: MockUpstream) -> None:
+    mock.release()
+    mock.enqueue(Script(hold_after=0, chunks=["x"]), Script(chunks=["queued"]))
+    llm = chat(mock)
+    assert (await llm.ainvoke("a")).content == "x"
+    mock.default_script = Script(chunks=["custom"])
+    mock.reset()
+    assert mock.requests == []
+    assert (await llm.ainvoke("b")).content == "Hello, world!"
+
+
+@pytest.mark.asyncio
+async def test_sdk_client_closing_early_is_recorded_as_disconnect(mock: MockUpstream) -> None:
+    mock.enqueue(Script(delay=5.0))
+    async with sdk(mock) as client:
+        stream = await client.chat.completions.create(model="m", messages=USER, stream=True)  # type: ignore[list-item]
+        async for chunk in stream:
+            if chunk.choices[0].delta.content == "Hello":
+                break
+        closed_at = time.monotonic()
+        await stream.close()
+        disconnected_at = await mock.wait_for_disconnect_async(timeout=1.0)
+    assert 0 <= disconnected_at - closed_at < 1.0
+    assert not mock.last_request.completed and mock.last_request.chunks_sent == 1
+
+
+@pytest.mark.asyncio
+async def test_client_timeout_during_first_delay_is_recorded_as_disconnect(mock: MockUpstream) -> None:
+    mock.enqueue(Script(first_delay=10.0))
+    async with sdk(mock, timeout=0.2) as client:
+        with pytest.raises(openai.APITimeoutError):
+            await client.chat.completions.create(model="m", messages=USER)  # type: ignore[list-item]
+    disconnected_at = mock.wait_for_disconnect(timeout=1.0)
+    assert disconnected_at - mock.last_request.received_at < 1.0
+    assert not mock.last_request.completed
+
+
+@pytest.mark.asyncio
+async def test_chatopenai_stream_closed_while_held_is_recorded_as_disconnect(mock: MockUpstream) -> None:
+    mock.enqueue(Script(hold_after=1))
+    async with contextlib.aclosing(chat(mock).astream("hi")) as stream:
+        async for chunk in stream:
+            if chunk.content == "Hello":
+                break
+    await mock.wait_for_disconnect_async(timeout=1.0)
+    assert mock.last_request.chunks_sent == 1 and not mock.last_request.completed
+
+
+@pytest.mark.asyncio
+async def test_requests_record_json_body_and_headers(mock: MockUpstream) -> None:
+    chunks = [c async for c in chat(mock, temperature=0.3).astream([HumanMessage("what is up")])]
+    assert "".join(str(c.content) for c in chunks) == "Hello, world!"
+    (request,) = mock.wait_for_requests(1)
+    assert (request.method, request.path) == ("POST", "/v1/chat/completions")
+    assert request.headers["authorization"] == "Bearer sk-test"
+    assert request.json["model"] == "gpt-test"
+    assert request.json["messages"] == [{"role": "user", "content": "what is up"}]
+    assert request.json["temperature"] == 0.3
+    assert request.json["stream"] is True
+    assert request.json["stream_options"] == {"include_usage": True}
+
+
+@pytest.mark.asyncio
+async def test_chatopenai_stream_usage_puts_usage_metadata_on_last_chunk(mock: MockUpstream) -> None:
+    chunks: list[AIMessageChunk] = [c async for c in chat(mock).astream("one two three")]
+    assert chunks[-1].usage_metadata is not None
+    assert chunks[-1].usage_metadata["input_tokens"] == 3
+    assert chunks[-1].usage_metadata["output_tokens"] == 4
+    assert all(c.usage_metadata is None for c in chunks[:-1])
+
+
+@pytest.mark.asyncio
+async def test_each_sse_message_is_delivered_before_the_next_is_sent(mock: MockUpstream) -> None:
+    mock.enqueue(Script(delay=0.1, chunks=["a", "b", "c"]))
+    seen: list[tuple[str | None, int]] = []
+    async with sdk(mock) as client:
+        stream = await client.chat.completions.create(model="m", messages=USER, stream=True)  # type: ignore[list-item]
+        async for chunk in stream:
+            seen.append((chunk.choices[0].delta.content, mock.last_request.chunks_sent))
+    assert seen[1:4] == [("a", 1), ("b", 2), ("c", 3)]
+
+
+def test_sync_keep_alive_models_and_404(mock: MockUpstream) -> None:
+    with httpx.Client(base_url=mock.base_url) as client:
+        models = client.get("/models").json()
+        missing = client.post("/embeddings", json={})
+        completion = client.post("/chat/completions", json={"model": "m", "messages": USER})
+    assert models["data"][0]["object"] == "model"
+    assert missing.status_code == 404 and missing.json()["error"]["type"] == "invalid_request_error"
+    assert completion.json()["choices"][0]["message"]["content"] == "Hello, world!"
+    requests = mock.wait_for_requests(3)
+    assert len({r.connection_id for r in requests}) == 1
+    assert [r.json for r in requests[:2]] == [None, {}]
+    with pytest.raises(AssertionError, match="no 4 request"):
+        mock.wait_for_requests(4, timeout=0.05)
+
+
+def test_stop_does_not_hang_on_a_held_stream() -> None:
+    upstream = MockUpstream().__enter__()
+    upstream.enqueue(Script(hold_after=0))
+    errors: list[BaseException] = []
+
+    def consume() -> None:
+        with httpx.Client() as client, pytest.raises(httpx.HTTPError) as caught:
+            body = {"model": "m", "messages": USER, "stream": True}
+            with client.stream("POST", f"{upstream.base_url}/chat/completions", json=body) as r:
+                r.read()
+        errors.append(caught.value)
+
+    worker = threading.Thread(target=consume)
+    worker.start()
+    upstream.wait_for_requests(1)
+    started = time.monotonic()
+    upstream.__exit__(None, None, None)
+    assert time.monotonic() - started < 1.0
+    worker.join(2.0)
+    assert not worker.is_alive() and len(errors) == 1
+    assert not any(t.name == "mock-upstream" for t in threading.enumerate())
