@@ -4,6 +4,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 
 from api.body_guard import BodyGuard
@@ -21,7 +22,10 @@ logger = logging.getLogger("chainserve")
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the chainserve app for `settings` (read from the environment when omitted)."""
     settings = settings or Settings()
-    model_config = settings.model_settings()
+    # One upstream connection pool per app, closed on shutdown; no limit on concurrent
+    # connections so the pool never queues streams behind each other.
+    upstream = httpx.AsyncClient(limits=httpx.Limits(max_connections=None, max_keepalive_connections=64))
+    model_config = settings.model_settings(upstream)
     model_info = describe_model(model_config)
     chains = build_registry(model_config)
 
@@ -34,7 +38,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         if model_info.provider == "offline":
             logger.info("offline model in use: set OPENAI_API_KEY or OPENAI_BASE_URL for a real one")
-        yield
+        try:
+            yield
+        finally:
+            await upstream.aclose()
 
     app = FastAPI(
         title="chainserve",

@@ -2,6 +2,8 @@
 
 from typing import Annotated
 
+import httpx
+
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -62,7 +64,7 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
-    def model_settings(self) -> ModelConfig:
+    def model_settings(self, http_client: httpx.AsyncClient | None = None) -> ModelConfig:
         key = self.openai_api_key.get_secret_value() if self.openai_api_key else None
         return ModelConfig(
             model=self.model,
@@ -73,4 +75,5 @@ class Settings(BaseSettings):
             timeout=self.upstream_timeout,
             max_retries=self.upstream_max_retries,
             offline_delay=self.offline_delay,
+            http_client=http_client,
         )

@@ -1,14 +1,13 @@
 """The one model factory: `ChatOpenAI` when an upstream is configured, else the offline model."""
 
+import enum
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
+import httpx
+
 from langchain_core.language_models import BaseChatModel
-from langchain_core.runnables import (
-    ConfigurableField,
-    ConfigurableFieldSingleOption,
-    Runnable,
-)
+from langchain_core.runnables import ConfigurableField, Runnable
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import BaseMessage
 from pydantic import Field, SecretStr
@@ -36,6 +35,8 @@ class ModelConfig:
     timeout: float | None = 60.0
     max_retries: int = 2
     offline_delay: float = 0.015
+    http_client: httpx.AsyncClient | None = field(default=None, compare=False, repr=False)
+    """Connection pool for the upstream, owned (and closed) by whoever serves the chains."""
 
     @property
     def provider(self) -> Provider:
@@ -85,21 +86,26 @@ def _build_base_model(config: ModelConfig) -> BaseChatModel:
         api_key=SecretStr(config.api_key or "not-needed"),
         base_url=config.base_url,
         stream_usage=True,
+        # Explicit on purpose: `configurable_fields` rebuilds the model from its field values,
+        # and an explicit `streaming=False` in that rebuild disables token streaming.
+        streaming=True,
         timeout=config.timeout,
         max_retries=config.max_retries,
+        http_async_client=config.http_client,
     )
 
 
 def build_model(config: ModelConfig) -> Runnable[LanguageModelInput, BaseMessage]:
     """Build the chat model with `model` and `temperature` switchable per request."""
-    choices = config.model_choices
+    # An Enum annotation (not ConfigurableFieldSingleOption) so the model is rebuilt only
+    # when a request actually sets a key, and schemas still list the allowed names.
+    choices = enum.Enum("Model", {name: name for name in config.model_choices})  # type: ignore[misc]
     return _build_base_model(config).configurable_fields(
-        model_name=ConfigurableFieldSingleOption(
+        model_name=ConfigurableField(
             id=MODEL_KEY,
             name="Model",
             description="Which model answers this request.",
-            options={name: name for name in choices},
-            default=config.default_model,
+            annotation=choices,
         ),
         temperature=ConfigurableField(
             id=TEMPERATURE_KEY,

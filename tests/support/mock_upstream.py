@@ -1,4 +1,4 @@
-"""Scriptable OpenAI-compatible server on loopback, so tests drive real clients over real sockets."""
+"""Scriptable OpenAI-compatible server on loopback, so tests drive real clients over sockets."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 _T = TypeVar("_T")
+Headers = dict[str, str] | None
 _MODEL = "gpt-mock"
 _ERROR_KINDS: dict[int, tuple[str, str | None]] = {
     400: ("invalid_request_error", None),
@@ -141,7 +142,8 @@ def _sse(payload: object) -> bytes:
 
 
 def _error_body(status: int, message: str | None, code: str | None = "") -> dict[str, Any]:
-    kind, default_code = _ERROR_KINDS.get(status, ("server_error" if status >= 500 else "api_error", None))
+    fallback = ("server_error" if status >= 500 else "api_error", None)
+    kind, default_code = _ERROR_KINDS.get(status, fallback)
     return {
         "error": {
             "message": message or f"Mock upstream error: {status} {_reason(status)}",
@@ -192,19 +194,24 @@ class MockUpstream:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 
     def start(self) -> None:
         self._ready.clear()
-        self._thread = threading.Thread(target=asyncio.run, args=(self._main(),), name="mock-upstream")
+        self._thread = threading.Thread(
+            target=asyncio.run, args=(self._main(),), name="mock-upstream", daemon=True
+        )
         self._thread.start()
         if not self._ready.wait(5.0) or self._startup_error is not None:
             raise RuntimeError("mock upstream failed to start") from self._startup_error
 
     def stop(self) -> None:
-        """Cancels in-flight responses instead of awaiting clients, so held streams can't hang us."""
+        """Cancels in-flight responses rather than await clients, so held streams can't hang it."""
         if self._loop is None or self._thread is None:
             return
         with contextlib.suppress(RuntimeError):  # the loop already finished
@@ -275,15 +282,21 @@ class MockUpstream:
     def wait_for_disconnect(self, index: int = -1, timeout: float = 5.0) -> float:
         return self._wait(lambda: self._disconnected_at(index), timeout, f"hang-up on #{index}")
 
-    async def wait_for_requests_async(  # noqa: ASYNC109 - mirrors the sync signature
-        self, n: int, timeout: float = 5.0
+    async def wait_for_requests_async(
+        self,
+        n: int,
+        timeout: float = 5.0,  # noqa: ASYNC109 - mirrors the sync form; raises AssertionError
     ) -> list[RecordedRequest]:
         return await self._poll(lambda: self._at_least(n), timeout, f"{n} request(s)")
 
-    async def wait_for_disconnect_async(  # noqa: ASYNC109 - mirrors the sync signature
-        self, index: int = -1, timeout: float = 5.0
+    async def wait_for_disconnect_async(
+        self,
+        index: int = -1,
+        timeout: float = 5.0,  # noqa: ASYNC109 - mirrors the sync form; raises AssertionError
     ) -> float:
-        return await self._poll(lambda: self._disconnected_at(index), timeout, f"hang-up on #{index}")
+        return await self._poll(
+            lambda: self._disconnected_at(index), timeout, f"hang-up on #{index}"
+        )
 
     def _at_least(self, n: int) -> list[RecordedRequest] | None:
         return list(self._requests) if len(self._requests) >= n else None
@@ -295,9 +308,11 @@ class MockUpstream:
 
     def _wait(self, probe: Callable[[], _T | None], timeout: float, what: str) -> _T:
         with self._cond:
-            if (result := self._cond.wait_for(probe, timeout)) is None:
-                raise AssertionError(self._timeout_message(what, timeout))
-            return result
+            if self._cond.wait_for(lambda: probe() is not None, timeout):
+                result = probe()
+                assert result is not None
+                return result
+            raise AssertionError(self._timeout_message(what, timeout))
 
     async def _poll(self, probe: Callable[[], _T | None], limit: float, what: str) -> _T:
         """Polls rather than blocks, so the test's own loop keeps driving the client meanwhile."""
@@ -311,7 +326,10 @@ class MockUpstream:
             await asyncio.sleep(0.01)
 
     def _timeout_message(self, what: str, timeout: float) -> str:
-        seen = [(r.method, r.path, r.chunks_sent, r.completed, r.disconnected_at) for r in self._requests]
+        seen = [
+            (r.method, r.path, r.chunks_sent, r.completed, r.disconnected_at)
+            for r in self._requests
+        ]
         return f"mock upstream: no {what} within {timeout}s; requests so far: {seen}"
 
     def _update(self, rec: RecordedRequest, **changes: Any) -> None:
@@ -341,10 +359,12 @@ class MockUpstream:
         self, conn: _Conn, method: str, path: str, headers: dict[str, str], body: bytes
     ) -> bool:
         """Returns whether the connection may be kept alive for the next request."""
-        rec = RecordedRequest(method, path, headers, _parse_json(body), time.monotonic(), conn.ident)
-        self._update(rec)
+        rec = RecordedRequest(
+            method, path, headers, _parse_json(body), time.monotonic(), conn.ident
+        )
         with self._cond:
             self._requests.append(rec)
+            self._cond.notify_all()
         watcher = asyncio.create_task(conn.watch())
         try:
             await self._route(conn, rec)
@@ -368,10 +388,11 @@ class MockUpstream:
             await self._send_json(conn, rec, 404, error)
 
     async def _send_json(
-        self, conn: _Conn, rec: RecordedRequest, status: int, payload: object, **extra: str
+        self, conn: _Conn, rec: RecordedRequest, status: int, payload: object, extra: Headers = None
     ) -> None:
         data = json.dumps(payload).encode()
-        headers = {"content-type": "application/json", "content-length": str(len(data)), **extra}
+        headers = {"content-type": "application/json", "content-length": str(len(data))}
+        headers.update(extra or {})
         self._update(rec, completed=await conn.send(_head(status, headers) + data))
 
     async def _chat(self, conn: _Conn, rec: RecordedRequest, script: Script) -> None:
@@ -379,7 +400,8 @@ class MockUpstream:
             return
         if script.status != 200:
             error = _error_body(script.status, script.error_message)
-            return await self._send_json(conn, rec, script.status, error, **script.headers)
+            await self._send_json(conn, rec, script.status, error, script.headers)
+            return
         body: dict[str, Any] = rec.json if isinstance(rec.json, dict) else {}
         stream = bool(body.get("stream"))
         base = {
@@ -389,12 +411,13 @@ class MockUpstream:
             "model": body.get("model", _MODEL),
         }
         if stream:
-            return await self._stream(conn, rec, script, body, base)
+            await self._stream(conn, rec, script, body, base)
+            return
         message = {"role": "assistant", "content": "".join(script.chunks), "refusal": None}
         choice = {"index": 0, "message": message, "logprobs": None}
         payload = {**base, "choices": [{**choice, "finish_reason": script.finish_reason}]}
         payload["usage"] = _usage(script, body)
-        return await self._send_json(conn, rec, 200, payload, **script.headers)
+        await self._send_json(conn, rec, 200, payload, script.headers)
 
     async def _stream(
         self, conn: _Conn, rec: RecordedRequest, script: Script, body: dict[str, Any], base: Any

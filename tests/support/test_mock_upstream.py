@@ -1,4 +1,4 @@
-"""Checks the mock upstream against the real openai SDK and ChatOpenAI, so other tests can trust it."""
+"""Checks the mock upstream with the real openai SDK and ChatOpenAI, so other tests can trust it."""
 
 from __future__ import annotations
 
@@ -7,17 +7,20 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import openai
 import pytest
+import pytest_asyncio
 from langchain_core.messages import AIMessageChunk, HumanMessage
 from langchain_openai import ChatOpenAI
+from openai.types.chat import ChatCompletionMessageParam
 
 from .mock_upstream import MockUpstream, Script
 
-USER = [{"role": "user", "content": "say hello to the world"}]
+USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "say hello to the world"}]
 
 
 @pytest.fixture
@@ -26,20 +29,41 @@ def mock() -> Iterator[MockUpstream]:
         yield upstream
 
 
-def sdk(mock: MockUpstream, **kwargs: float) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=mock.base_url, api_key="sk-test", max_retries=0, **kwargs)
-
-
-def chat(mock: MockUpstream, **kwargs: object) -> ChatOpenAI:
-    return ChatOpenAI(
-        model="gpt-test", base_url=mock.base_url, api_key="sk-test", stream_usage=True, max_retries=0, **kwargs
+def sdk(mock: MockUpstream, timeout: float = 5.0) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(
+        base_url=mock.base_url, api_key="sk-test", max_retries=0, timeout=timeout
     )
+
+
+@pytest_asyncio.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    """Owned by the test's loop: ChatOpenAI's default client is cached process-wide per base_url."""
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        yield client
+
+
+def chat(mock: MockUpstream, http: httpx.AsyncClient, **kwargs: Any) -> ChatOpenAI:
+    return ChatOpenAI(
+        http_async_client=http,
+        model="gpt-test",
+        base_url=mock.base_url,
+        api_key="sk-test",
+        stream_usage=True,
+        max_retries=0,
+        **kwargs,
+    )
+
+
+async def collect(stream: AsyncIterator[Any], into: list[Any]) -> None:
+    async for item in stream:
+        into.append(item)
 
 
 @pytest.mark.asyncio
 async def test_raw_stream_is_openai_sse_with_role_first_and_done_last(mock: MockUpstream) -> None:
     body = {"model": "gpt-raw", "messages": USER, "stream": True}
-    async with httpx.AsyncClient() as client, client.stream("POST", f"{mock.base_url}/chat/completions", json=body) as r:
+    url = f"{mock.base_url}/chat/completions"
+    async with httpx.AsyncClient() as client, client.stream("POST", url, json=body) as r:
         assert r.headers["content-type"] == "text/event-stream"
         lines = [line async for line in r.aiter_lines() if line]
     assert lines[-1] == "data: [DONE]"
@@ -53,7 +77,8 @@ async def test_raw_stream_is_openai_sse_with_role_first_and_done_last(mock: Mock
     ]
     assert [e["choices"][0]["finish_reason"] for e in events][-2:] == [None, "stop"]
     assert "usage" not in events[-1]
-    assert mock.last_request.completed and mock.last_request.chunks_sent == 4
+    assert mock.last_request.completed
+    assert mock.last_request.chunks_sent == 4
 
 
 @pytest.mark.asyncio
@@ -61,41 +86,46 @@ async def test_sdk_stream_in_order_and_include_usage_adds_usage_chunk(mock: Mock
     mock.enqueue(Script(chunks=["a", "b", "c"], finish_reason="length"))
     async with sdk(mock) as client:
         stream = await client.chat.completions.create(
-            model="m", messages=USER, stream=True, stream_options={"include_usage": True}  # type: ignore[list-item]
+            model="m", messages=USER, stream=True, stream_options={"include_usage": True}
         )
         chunks = [c async for c in stream]
     assert chunks[0].choices[0].delta.role == "assistant"
     assert [c.choices[0].delta.content for c in chunks[1:4]] == ["a", "b", "c"]
     assert chunks[4].choices[0].finish_reason == "length"
-    assert chunks[-1].choices == [] and chunks[-1].usage is not None
-    assert chunks[-1].usage.model_dump(include={"prompt_tokens", "completion_tokens", "total_tokens"}) == {
-        "prompt_tokens": 5,
-        "completion_tokens": 3,
-        "total_tokens": 8,
-    }
+    assert chunks[-1].choices == []
+    usage = chunks[-1].usage
+    assert usage is not None
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (5, 3, 8)
 
 
 @pytest.mark.asyncio
-async def test_non_streaming_returns_joined_content_and_usage(mock: MockUpstream) -> None:
+async def test_non_streaming_returns_joined_content_and_usage(
+    mock: MockUpstream, http: httpx.AsyncClient
+) -> None:
     mock.enqueue(Script(usage={"prompt_tokens": 11, "completion_tokens": 2, "total_tokens": 13}))
     async with sdk(mock) as client:
-        completion = await client.chat.completions.create(model="m", messages=USER)  # type: ignore[list-item]
+        completion = await client.chat.completions.create(model="m", messages=USER)
     assert completion.object == "chat.completion"
     assert completion.choices[0].message.content == "Hello, world!"
-    assert completion.usage is not None and completion.usage.total_tokens == 13
-    message = await chat(mock).ainvoke([HumanMessage("hi there")])
+    assert completion.usage is not None
+    assert completion.usage.total_tokens == 13
+    message = await chat(mock, http).ainvoke([HumanMessage("hi there")])
     assert message.content == "Hello, world!"
-    assert message.usage_metadata is not None and message.usage_metadata["output_tokens"] == 4
+    assert message.usage_metadata is not None
+    assert message.usage_metadata["output_tokens"] == 4
 
 
 @pytest.mark.asyncio
 async def test_error_status_reaches_sdk_as_typed_exception_with_headers(mock: MockUpstream) -> None:
-    mock.enqueue(Script(status=429, headers={"retry-after": "7"}), Script(status=500, error_message="boom"))
+    mock.enqueue(
+        Script(status=429, headers={"retry-after": "7"}),
+        Script(status=500, error_message="boom"),
+    )
     async with sdk(mock) as client:
         with pytest.raises(openai.RateLimitError) as rate_limited:
-            await client.chat.completions.create(model="m", messages=USER, stream=True)  # type: ignore[list-item]
+            await client.chat.completions.create(model="m", messages=USER, stream=True)
         with pytest.raises(openai.InternalServerError, match="boom"):
-            await client.chat.completions.create(model="m", messages=USER)  # type: ignore[list-item]
+            await client.chat.completions.create(model="m", messages=USER)
     assert rate_limited.value.status_code == 429
     assert rate_limited.value.response.headers["retry-after"] == "7"
     assert rate_limited.value.code == "rate_limit_exceeded"
@@ -107,36 +137,38 @@ async def test_first_delay_stalls_before_headers(mock: MockUpstream) -> None:
     mock.enqueue(Script(first_delay=0.3))
     started = time.monotonic()
     async with sdk(mock) as client:
-        await client.chat.completions.create(model="m", messages=USER)  # type: ignore[list-item]
+        await client.chat.completions.create(model="m", messages=USER)
     assert time.monotonic() - started >= 0.3
 
 
 @pytest.mark.asyncio
-async def test_drop_after_breaks_sdk_and_chatopenai_streams(mock: MockUpstream) -> None:
+async def test_drop_after_breaks_sdk_and_chatopenai_streams(
+    mock: MockUpstream, http: httpx.AsyncClient
+) -> None:
     mock.enqueue(Script(drop_after=2), Script(drop_after=1))
-    received: list[str | None] = []
+    received: list[Any] = []
     async with sdk(mock) as client:
-        stream = await client.chat.completions.create(model="m", messages=USER, stream=True)  # type: ignore[list-item]
+        stream = await client.chat.completions.create(model="m", messages=USER, stream=True)
         with pytest.raises(openai.APIConnectionError):
-            async for chunk in stream:
-                received.append(chunk.choices[0].delta.content)
-    assert received == ["", "Hello", ","]
+            await collect(stream, received)
+    assert [c.choices[0].delta.content for c in received] == ["", "Hello", ","]
     with pytest.raises(openai.APIConnectionError):
-        async for _ in chat(mock).astream("hi"):
-            pass
-    assert [(r.chunks_sent, r.completed, r.disconnected_at) for r in mock.requests] == [(2, False, None), (1, False, None)]
+        await collect(chat(mock, http).astream("hi"), [])
+    outcomes = [(r.chunks_sent, r.completed, r.disconnected_at) for r in mock.requests]
+    assert outcomes == [(2, False, None), (1, False, None)]
 
 
 @pytest.mark.asyncio
 async def test_hold_after_holds_until_release(mock: MockUpstream) -> None:
     mock.enqueue(Script(hold_after=1))
     async with sdk(mock) as client:
-        stream = await client.chat.completions.create(model="m", messages=USER, stream=True)  # type: ignore[list-item]
+        stream = await client.chat.completions.create(model="m", messages=USER, stream=True)
         chunks = stream.__aiter__()
         assert [(await anext(chunks)).choices[0].delta.content for _ in range(2)] == ["", "Hello"]
         pending = asyncio.ensure_future(anext(chunks))
         done, _ = await asyncio.wait({pending}, timeout=0.2)
-        assert not done and mock.last_request.chunks_sent == 1
+        assert not done
+        assert mock.last_request.chunks_sent == 1
         mock.release()
         assert (await pending).choices[0].delta.content == ","
         assert [c.choices[0].delta.content async for c in chunks] == [" world", "!", None]
@@ -144,10 +176,12 @@ async def test_hold_after_holds_until_release(mock: MockUpstream) -> None:
 
 
 @pytest.mark.asyncio
-async def test_release_before_hold_is_not_lost_and_reset_clears_everything(mock: MockUpstream) -> None:
+async def test_release_before_hold_is_kept_and_reset_clears_state(
+    mock: MockUpstream, http: httpx.AsyncClient
+) -> None:
     mock.release()
     mock.enqueue(Script(hold_after=0, chunks=["x"]), Script(chunks=["queued"]))
-    llm = chat(mock)
+    llm = chat(mock, http)
     assert (await llm.ainvoke("a")).content == "x"
     mock.default_script = Script(chunks=["custom"])
     mock.reset()
@@ -156,10 +190,10 @@ async def test_release_before_hold_is_not_lost_and_reset_clears_everything(mock:
 
 
 @pytest.mark.asyncio
-async def test_sdk_client_closing_early_is_recorded_as_disconnect(mock: MockUpstream) -> None:
+async def test_sdk_closing_stream_early_is_recorded_as_disconnect(mock: MockUpstream) -> None:
     mock.enqueue(Script(delay=5.0))
     async with sdk(mock) as client:
-        stream = await client.chat.completions.create(model="m", messages=USER, stream=True)  # type: ignore[list-item]
+        stream = await client.chat.completions.create(model="m", messages=USER, stream=True)
         async for chunk in stream:
             if chunk.choices[0].delta.content == "Hello":
                 break
@@ -167,34 +201,43 @@ async def test_sdk_client_closing_early_is_recorded_as_disconnect(mock: MockUpst
         await stream.close()
         disconnected_at = await mock.wait_for_disconnect_async(timeout=1.0)
     assert 0 <= disconnected_at - closed_at < 1.0
-    assert not mock.last_request.completed and mock.last_request.chunks_sent == 1
+    assert not mock.last_request.completed
+    assert mock.last_request.chunks_sent == 1
 
 
 @pytest.mark.asyncio
-async def test_client_timeout_during_first_delay_is_recorded_as_disconnect(mock: MockUpstream) -> None:
+async def test_client_timeout_during_first_delay_is_a_disconnect(mock: MockUpstream) -> None:
     mock.enqueue(Script(first_delay=10.0))
     async with sdk(mock, timeout=0.2) as client:
         with pytest.raises(openai.APITimeoutError):
-            await client.chat.completions.create(model="m", messages=USER)  # type: ignore[list-item]
+            await client.chat.completions.create(model="m", messages=USER)
     disconnected_at = mock.wait_for_disconnect(timeout=1.0)
     assert disconnected_at - mock.last_request.received_at < 1.0
     assert not mock.last_request.completed
 
 
 @pytest.mark.asyncio
-async def test_chatopenai_stream_closed_while_held_is_recorded_as_disconnect(mock: MockUpstream) -> None:
+async def test_chatopenai_stream_closed_while_held_is_a_disconnect(
+    mock: MockUpstream, http: httpx.AsyncClient
+) -> None:
     mock.enqueue(Script(hold_after=1))
-    async with contextlib.aclosing(chat(mock).astream("hi")) as stream:
+    stream = chat(mock, http).astream("hi")
+    async with contextlib.aclosing(stream):  # type: ignore[type-var]
         async for chunk in stream:
             if chunk.content == "Hello":
                 break
     await mock.wait_for_disconnect_async(timeout=1.0)
-    assert mock.last_request.chunks_sent == 1 and not mock.last_request.completed
+    assert mock.last_request.chunks_sent == 1
+    assert not mock.last_request.completed
 
 
 @pytest.mark.asyncio
-async def test_requests_record_json_body_and_headers(mock: MockUpstream) -> None:
-    chunks = [c async for c in chat(mock, temperature=0.3).astream([HumanMessage("what is up")])]
+async def test_requests_record_json_body_and_headers(
+    mock: MockUpstream, http: httpx.AsyncClient
+) -> None:
+    chunks = [
+        c async for c in chat(mock, http, temperature=0.3).astream([HumanMessage("what is up")])
+    ]
     assert "".join(str(c.content) for c in chunks) == "Hello, world!"
     (request,) = mock.wait_for_requests(1)
     assert (request.method, request.path) == ("POST", "/v1/chat/completions")
@@ -207,20 +250,25 @@ async def test_requests_record_json_body_and_headers(mock: MockUpstream) -> None
 
 
 @pytest.mark.asyncio
-async def test_chatopenai_stream_usage_puts_usage_metadata_on_last_chunk(mock: MockUpstream) -> None:
-    chunks: list[AIMessageChunk] = [c async for c in chat(mock).astream("one two three")]
-    assert chunks[-1].usage_metadata is not None
-    assert chunks[-1].usage_metadata["input_tokens"] == 3
-    assert chunks[-1].usage_metadata["output_tokens"] == 4
-    assert all(c.usage_metadata is None for c in chunks[:-1])
+async def test_chatopenai_stream_usage_lands_on_the_last_data_chunk(mock: MockUpstream) -> None:
+    # The plain construction the app would use, relying on langchain's cached default client.
+    llm = ChatOpenAI(base_url=mock.base_url, api_key="sk-test", stream_usage=True, max_retries=0)
+    chunks: list[AIMessageChunk] = [c async for c in llm.astream("one two three")]
+    # langchain-core closes every stream with an empty chunk_position="last" marker chunk.
+    *data, marker = chunks
+    assert marker.chunk_position == "last"
+    assert data[-1].usage_metadata is not None
+    assert data[-1].usage_metadata["input_tokens"] == 3
+    assert data[-1].usage_metadata["output_tokens"] == 4
+    assert [c.usage_metadata for c in data[:-1]] == [None] * (len(data) - 1)
 
 
 @pytest.mark.asyncio
-async def test_each_sse_message_is_delivered_before_the_next_is_sent(mock: MockUpstream) -> None:
+async def test_each_sse_message_arrives_before_the_next_is_sent(mock: MockUpstream) -> None:
     mock.enqueue(Script(delay=0.1, chunks=["a", "b", "c"]))
     seen: list[tuple[str | None, int]] = []
     async with sdk(mock) as client:
-        stream = await client.chat.completions.create(model="m", messages=USER, stream=True)  # type: ignore[list-item]
+        stream = await client.chat.completions.create(model="m", messages=USER, stream=True)
         async for chunk in stream:
             seen.append((chunk.choices[0].delta.content, mock.last_request.chunks_sent))
     assert seen[1:4] == [("a", 1), ("b", 2), ("c", 3)]
@@ -232,7 +280,8 @@ def test_sync_keep_alive_models_and_404(mock: MockUpstream) -> None:
         missing = client.post("/embeddings", json={})
         completion = client.post("/chat/completions", json={"model": "m", "messages": USER})
     assert models["data"][0]["object"] == "model"
-    assert missing.status_code == 404 and missing.json()["error"]["type"] == "invalid_request_error"
+    assert missing.status_code == 404
+    assert missing.json()["error"]["type"] == "invalid_request_error"
     assert completion.json()["choices"][0]["message"]["content"] == "Hello, world!"
     requests = mock.wait_for_requests(3)
     assert len({r.connection_id for r in requests}) == 1
@@ -244,14 +293,16 @@ def test_sync_keep_alive_models_and_404(mock: MockUpstream) -> None:
 def test_stop_does_not_hang_on_a_held_stream() -> None:
     upstream = MockUpstream().__enter__()
     upstream.enqueue(Script(hold_after=0))
-    errors: list[BaseException] = []
+    errors: list[Exception] = []
 
     def consume() -> None:
-        with httpx.Client() as client, pytest.raises(httpx.HTTPError) as caught:
-            body = {"model": "m", "messages": USER, "stream": True}
-            with client.stream("POST", f"{upstream.base_url}/chat/completions", json=body) as r:
-                r.read()
-        errors.append(caught.value)
+        body = {"model": "m", "messages": USER, "stream": True}
+        with httpx.Client(base_url=upstream.base_url) as client:
+            try:
+                with client.stream("POST", "/chat/completions", json=body) as response:
+                    response.read()
+            except httpx.HTTPError as exc:
+                errors.append(exc)
 
     worker = threading.Thread(target=consume)
     worker.start()
@@ -260,5 +311,6 @@ def test_stop_does_not_hang_on_a_held_stream() -> None:
     upstream.__exit__(None, None, None)
     assert time.monotonic() - started < 1.0
     worker.join(2.0)
-    assert not worker.is_alive() and len(errors) == 1
+    assert not worker.is_alive()
+    assert [type(e) for e in errors] == [httpx.RemoteProtocolError]
     assert not any(t.name == "mock-upstream" for t in threading.enumerate())

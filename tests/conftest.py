@@ -1,0 +1,70 @@
+"""Shared fixtures: a mock OpenAI-compatible upstream and live chainserve servers."""
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+
+import pytest
+
+from api.settings import Settings
+from tests.support.mock_upstream import MockUpstream
+from tests.support.server import LiveServer
+
+ServerFactory = Callable[..., LiveServer]
+
+
+@pytest.fixture(scope="session")
+def _upstream_session() -> Iterator[MockUpstream]:
+    with MockUpstream() as mock:
+        yield mock
+
+
+@pytest.fixture
+def upstream(_upstream_session: MockUpstream) -> Iterator[MockUpstream]:
+    """The mock upstream, emptied of scripts and records for each test."""
+    _upstream_session.reset()
+    yield _upstream_session
+    _upstream_session.release()  # never leave a held stream behind for the next test
+
+
+def offline_settings(**overrides: object) -> Settings:
+    """Settings for the offline model, ignoring any `.env` or OPENAI_* in the environment."""
+    values: dict[str, object] = {
+        "openai_api_key": None,
+        "openai_base_url": None,
+        "offline_delay": 0.0,
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def start_server() -> Iterator[ServerFactory]:
+    """Start live servers with the given settings; all are stopped when the test ends."""
+    with ExitStack() as stack:
+
+        def start(settings: Settings) -> LiveServer:
+            return stack.enter_context(LiveServer(settings))
+
+        yield start
+
+
+@pytest.fixture
+def openai_settings(upstream: MockUpstream) -> Settings:
+    """ChatOpenAI pointed at the mock upstream, with no retries so failures show at once."""
+    return offline_settings(
+        openai_api_key="sk-test-secret-key",
+        openai_base_url=upstream.base_url,
+        upstream_max_retries=0,
+        upstream_timeout=5.0,
+        allowed_models=["gpt-4o"],
+    )
+
+
+@pytest.fixture
+def openai_server(start_server: ServerFactory, openai_settings: Settings) -> LiveServer:
+    return start_server(openai_settings)
+
+
+@pytest.fixture
+def offline_server(start_server: ServerFactory) -> LiveServer:
+    return start_server(offline_settings())
