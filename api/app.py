@@ -4,7 +4,8 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
+import httpx2
+import openai
 from fastapi import FastAPI
 
 from api.body_guard import BodyGuard
@@ -22,9 +23,12 @@ logger = logging.getLogger("chainserve")
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the chainserve app for `settings` (read from the environment when omitted)."""
     settings = settings or Settings()
-    # One upstream connection pool per app, closed on shutdown; no limit on concurrent
-    # connections so the pool never queues streams behind each other.
-    upstream = httpx.AsyncClient(limits=httpx.Limits(max_connections=None, max_keepalive_connections=64))
+    # One upstream connection pool per app, closed on shutdown. The OpenAI SDK's own client
+    # class on purpose: with a plain `httpx.AsyncClient` a cancelled request inside a chain
+    # was left running, so a hang-up never reached the upstream.
+    upstream = openai.DefaultAsyncHttpxClient(
+        limits=httpx2.Limits(max_connections=None, max_keepalive_connections=64)
+    )
     model_config = settings.model_settings(upstream)
     model_info = describe_model(model_config)
     chains = build_registry(model_config)

@@ -5,9 +5,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
+import httpx2
 import openai
 
 logger = logging.getLogger("chainserve.errors")
+
+# The OpenAI SDK moved to httpx2; a custom client may still be classic httpx. Know both.
+_CONNECT_ERRORS = (httpx.ConnectError, httpx2.ConnectError)
+_TIMEOUTS = (httpx.TimeoutException, httpx2.TimeoutException)
+_TRANSPORT_ERRORS = (httpx.TransportError, httpx2.TransportError)
 
 ErrorCode = Literal[
     "invalid_request",
@@ -66,15 +72,25 @@ def _upstream_status_error(exc: openai.APIStatusError) -> ChainError:
     return ChainError(502, "upstream_error", f"The model provider failed (HTTP {status}).", True)
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception and what it was raised from: SDKs wrap the transport error twice."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__
+    return chain
+
+
 def classify(exc: BaseException) -> ChainError:
     """Map an exception raised by a chain to what the client is told."""
     if isinstance(exc, openai.APIStatusError):
         return _upstream_status_error(exc)
-    if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException):
+    if isinstance(exc, (openai.APITimeoutError, *_TIMEOUTS)):
         return ChainError(504, "upstream_timeout", "The model provider did not answer in time.", True)
-    if isinstance(exc, openai.APIConnectionError | httpx.ConnectError):
+    if any(isinstance(cause, _CONNECT_ERRORS) for cause in _causes(exc)):
         return ChainError(503, "upstream_unavailable", "Could not reach the model provider.", True)
-    if isinstance(exc, openai.APIError | httpx.TransportError):
+    if isinstance(exc, (openai.APIError, *_TRANSPORT_ERRORS)):
         return ChainError(502, "upstream_error", "The connection to the model provider broke.", True)
     return ChainError(500, "internal_error", "The chain failed unexpectedly.", False)
 

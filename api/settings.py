@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-import httpx
+import httpx2
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
-    def model_settings(self, http_client: httpx.AsyncClient | None = None) -> ModelConfig:
+    def model_settings(self, http_client: httpx2.AsyncClient | None = None) -> ModelConfig:
         key = self.openai_api_key.get_secret_value() if self.openai_api_key else None
         return ModelConfig(
             model=self.model,

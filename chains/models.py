@@ -4,7 +4,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
-import httpx
+import httpx2
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import ConfigurableField, Runnable
@@ -35,7 +35,7 @@ class ModelConfig:
     timeout: float | None = 60.0
     max_retries: int = 2
     offline_delay: float = 0.015
-    http_client: httpx.AsyncClient | None = field(default=None, compare=False, repr=False)
+    http_client: httpx2.AsyncClient | None = field(default=None, compare=False, repr=False)
     """Connection pool for the upstream, owned (and closed) by whoever serves the chains."""
 
     @property

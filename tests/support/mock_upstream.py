@@ -11,12 +11,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from http import HTTPStatus
-from types import TracebackType
 from typing import Any, Self, TypeVar
 
 _T = TypeVar("_T")
-Headers = dict[str, str] | None
+_Headers = dict[str, str] | None
 _MODEL = "gpt-mock"
 _ERROR_KINDS: dict[int, tuple[str, str | None]] = {
     400: ("invalid_request_error", None),
@@ -101,9 +101,11 @@ class _Conn:
         self.gone_at = self.gone_at or time.monotonic()
         self.gone.set()
 
-    async def send(self, data: bytes) -> bool:
-        """Drains every write, so clients can observe incremental delivery."""
+    async def send(self, data: bytes, record: Callable[[], None] | None = None) -> bool:
+        """Records before writing (so no client sees bytes the record lacks), drains after."""
         if not self.gone.is_set():
+            if record is not None:
+                record()
             try:
                 self.writer.write(data)
                 await self.writer.drain()
@@ -193,12 +195,7 @@ class MockUpstream:
         self.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     def start(self) -> None:
@@ -219,7 +216,7 @@ class MockUpstream:
         self._thread.join(5.0)
         if self._thread.is_alive():
             raise RuntimeError("mock upstream thread did not stop within 5s")
-        self._loop = self._thread = None
+        self._loop, self._thread, self._port = None, None, 0
 
     async def _main(self) -> None:
         self._stopping, self._release = asyncio.Event(), asyncio.Event()
@@ -388,12 +385,17 @@ class MockUpstream:
             await self._send_json(conn, rec, 404, error)
 
     async def _send_json(
-        self, conn: _Conn, rec: RecordedRequest, status: int, payload: object, extra: Headers = None
+        self,
+        conn: _Conn,
+        rec: RecordedRequest,
+        status: int,
+        payload: object,
+        extra: _Headers = None,
     ) -> None:
         data = json.dumps(payload).encode()
         headers = {"content-type": "application/json", "content-length": str(len(data))}
         headers.update(extra or {})
-        self._update(rec, completed=await conn.send(_head(status, headers) + data))
+        await conn.send(_head(status, headers) + data, partial(self._update, rec, completed=True))
 
     async def _chat(self, conn: _Conn, rec: RecordedRequest, script: Script) -> None:
         if not await conn.pause(script.first_delay):
@@ -436,18 +438,19 @@ class MockUpstream:
         for piece in script.chunks:
             if not await self._checkpoint(conn, rec, script, rec.chunks_sent > 0):
                 return
-            if not await conn.send(chunk({"content": piece})):
+            counted = partial(self._update, rec, chunks_sent=rec.chunks_sent + 1)
+            if not await conn.send(chunk({"content": piece}), counted):
                 return
-            self._update(rec, chunks_sent=rec.chunks_sent + 1)
         if not await self._checkpoint(conn, rec, script, False):
             return
         tail = [chunk({}, script.finish_reason)]
         if with_usage:
             tail.append(_sse({**base, "choices": [], "usage": _usage(script, body)}))
-        for data in [*tail, _sse(b"[DONE]"), b"0\r\n\r\n"]:
+        for data in tail:
             if not await conn.send(data):
                 return
-        self._update(rec, completed=True)
+        done = partial(self._update, rec, completed=True)
+        await conn.send(_sse(b"[DONE]") + b"0\r\n\r\n", done)  # terminator is not an SSE message
 
     async def _checkpoint(
         self, conn: _Conn, rec: RecordedRequest, script: Script, delay: bool
