@@ -1,0 +1,136 @@
+"""Bad input never reaches the model: every mistake is a clear 4xx, never a 500."""
+
+import httpx
+import pytest
+
+from tests.support.mock_upstream import MockUpstream
+from tests.support.server import LiveServer
+
+pytestmark = pytest.mark.asyncio
+
+JSON = {"content-type": "application/json"}
+
+
+async def _post(server: LiveServer, path: str, **kwargs: object) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        return await client.post(path, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("route", ["stream", "invoke"])
+@pytest.mark.parametrize(
+    ("payload", "loc"),
+    [
+        ({"input": {}}, ["body", "input", "topic"]),
+        ({"input": {"topic": 42}}, ["body", "input", "topic"]),
+        ({"input": {"topic": ""}}, ["body", "input", "topic"]),
+        ({"input": "just a string"}, ["body", "input"]),
+        ({"topic": "x"}, ["body", "input"]),
+        ({"input": {"topic": "x"}, "surprise": 1}, ["body", "surprise"]),
+    ],
+)
+async def test_invalid_input_is_422_naming_the_field(
+    openai_server: LiveServer, upstream: MockUpstream, route: str, payload: object, loc: list[str]
+) -> None:
+    response = await _post(openai_server, f"/chains/explain/{route}", json=payload)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert error["details"][0]["loc"] == loc
+    assert ".".join(loc) in error["message"]
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"role": "wizard", "content": "hi"},
+        {"content": "no role"},
+        {"role": "user"},
+        {"role": "user", "content": 5},
+        {"type": "human", "content": {"not": "a list"}},
+        {"role": "tool", "content": "result"},
+        "a bare string",
+        ["user", "tuple form"],
+    ],
+)
+async def test_malformed_chat_message_is_422(
+    openai_server: LiveServer, upstream: MockUpstream, message: object
+) -> None:
+    response = await _post(
+        openai_server, "/chains/chat/stream", json={"input": {"messages": [message]}}
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["details"][0]["loc"][:4] == ["body", "input", "messages", 0]
+    assert upstream.requests == []
+
+
+async def test_empty_message_list_is_422(openai_server: LiveServer, upstream: MockUpstream) -> None:
+    response = await _post(openai_server, "/chains/chat/invoke", json={"input": {"messages": []}})
+    assert response.status_code == 422
+
+
+async def test_role_style_and_type_style_messages_both_reach_the_model(
+    openai_server: LiveServer, upstream: MockUpstream
+) -> None:
+    messages = [
+        {"role": "user", "content": "first"},
+        {"type": "ai", "content": "reply"},
+        {"type": "human", "content": "second"},
+        {"role": "assistant", "content": "again"},
+        {"role": "user", "content": [{"type": "text", "text": "parts"}]},
+    ]
+    response = await _post(openai_server, "/chains/chat/invoke", json={"input": {"messages": messages}})
+    assert response.status_code == 200
+    sent = upstream.last_request.json
+    assert sent is not None
+    roles = [m["role"] for m in sent["messages"]]
+    assert roles == ["system", "user", "assistant", "user", "assistant", "user"]
+
+
+async def test_malformed_json_is_422(openai_server: LiveServer) -> None:
+    response = await _post(openai_server, "/chains/chat/stream", content=b'{"input": ', headers=JSON)
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize("path", ["/chains/chat/stream", "/chains/chat/invoke", "/langserve/chat/invoke"])
+async def test_invalid_utf8_is_400(openai_server: LiveServer, path: str) -> None:
+    response = await _post(openai_server, path, content=b'{"input": "\xff\xfe"}', headers=JSON)
+    assert response.status_code == 400
+    assert "UTF-8" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("path", ["/chains/chat/stream", "/langserve/chat/invoke", "/langserve/chat/batch"])
+async def test_absurdly_deep_json_is_400_not_500(openai_server: LiveServer, path: str) -> None:
+    body = b'{"input": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    response = await _post(openai_server, path, content=body, headers=JSON)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_body"
+
+
+async def test_brackets_inside_strings_do_not_count_as_depth(
+    openai_server: LiveServer, upstream: MockUpstream
+) -> None:
+    topic = "[" * 500 + '\\"{' * 100
+    response = await _post(openai_server, "/chains/explain/invoke", json={"input": {"topic": topic}})
+    assert response.status_code == 200
+
+
+async def test_unknown_chain_is_404_listing_the_known_ones(openai_server: LiveServer) -> None:
+    response = await _post(openai_server, "/chains/nope/stream", json={"input": {}})
+    assert response.status_code == 404
+    assert "chat, explain" in response.json()["error"]["message"]
+
+
+async def test_bad_query_config_json_on_get_stream_is_422(openai_server: LiveServer) -> None:
+    async with httpx.AsyncClient(base_url=openai_server.url) as client:
+        response = await client.get("/chains/explain/stream", params={"topic": "x", "config": "{nope"})
+    assert response.status_code == 422
+    assert response.json()["error"]["details"][0]["loc"] == ["query", "config"]
+
+
+async def test_missing_query_field_on_get_stream_is_422(openai_server: LiveServer) -> None:
+    async with httpx.AsyncClient(base_url=openai_server.url) as client:
+        response = await client.get("/chains/explain/stream")
+    assert response.status_code == 422
+    assert response.json()["error"]["details"][0]["loc"] == ["query", "topic"]
