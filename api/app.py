@@ -1,4 +1,4 @@
-"""The app factory: `create_app(settings)` builds everything; importing this module builds nothing."""
+"""The app factory: `create_app(settings)` builds everything; importing builds nothing."""
 
 import logging
 from collections.abc import AsyncIterator
@@ -38,10 +38,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         where = f" at {settings.openai_base_url}" if settings.openai_base_url else ""
         logger.info(
             "chainserve %s serving chains %s with model %s (%s%s)",
-            VERSION, ", ".join(chains), model_info.name, model_info.provider, where,
+            VERSION,
+            ", ".join(chains),
+            model_info.name,
+            model_info.provider,
+            where,
         )
         if model_info.provider == "offline":
-            logger.info("offline model in use: set OPENAI_API_KEY or OPENAI_BASE_URL for a real one")
+            logger.info(
+                "offline model in use: set OPENAI_API_KEY or OPENAI_BASE_URL for a real one"
+            )
         try:
             yield
         finally:

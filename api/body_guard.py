@@ -80,6 +80,9 @@ async def _reject(send: Send, message: str) -> None:
     payload = json.dumps(
         {"error": {"code": "invalid_body", "message": message, "retryable": False}}
     ).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+    ]
     await send({"type": "http.response.start", "status": 400, "headers": headers})
     await send({"type": "http.response.body", "body": payload, "more_body": False})

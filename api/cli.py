@@ -3,7 +3,6 @@
 import argparse
 import copy
 from collections.abc import Sequence
-
 from typing import Any
 
 import uvicorn
@@ -15,17 +14,29 @@ from api.settings import Settings
 def log_config(level: str) -> dict[str, Any]:
     """Uvicorn's logging set-up, plus our `chainserve.*` loggers on the same handler."""
     config = copy.deepcopy(LOGGING_CONFIG)
-    config["loggers"]["chainserve"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    config["loggers"]["chainserve"] = {
+        "handlers": ["default"],
+        "level": level.upper(),
+        "propagate": False,
+    }
     return config
 
 
 def _parser(settings: Settings) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chainserve", description="Serve LangChain chains over SSE.")
+    parser = argparse.ArgumentParser(
+        prog="chainserve", description="Serve LangChain chains over SSE."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP server")
-    serve.add_argument("--host", default=settings.host, help=f"bind address (default {settings.host})")
-    serve.add_argument("--port", type=int, default=settings.port, help=f"port (default {settings.port})")
-    serve.add_argument("--reload", action="store_true", help="restart when code changes (development)")
+    serve.add_argument(
+        "--host", default=settings.host, help=f"bind address (default {settings.host})"
+    )
+    serve.add_argument(
+        "--port", type=int, default=settings.port, help=f"port (default {settings.port})"
+    )
+    serve.add_argument(
+        "--reload", action="store_true", help="restart when code changes (development)"
+    )
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     return parser
 

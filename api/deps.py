@@ -28,7 +28,9 @@ ChainsDep = Annotated[dict[str, RegisteredChain], Depends(get_chains)]
 ModelInfoDep = Annotated[ModelInfo, Depends(get_model_info)]
 
 
-def get_chain(chains: ChainsDep, name: Annotated[str, Path(description="Chain name.")]) -> RegisteredChain:
+def get_chain(
+    chains: ChainsDep, name: Annotated[str, Path(description="Chain name.")]
+) -> RegisteredChain:
     try:
         return chains[name]
     except KeyError:

@@ -59,12 +59,25 @@ def _upstream_status_error(exc: openai.APIStatusError) -> ChainError:
     status = exc.status_code
     if status in (401, 403):
         # The upstream's own message may quote part of the key; never pass it on.
-        return ChainError(502, "upstream_auth", "The model provider rejected chainserve's credentials.", False)
+        return ChainError(
+            502, "upstream_auth", "The model provider rejected chainserve's credentials.", False
+        )
     if status == 429:
         retry_after = exc.response.headers.get("retry-after")
-        return ChainError(429, "upstream_rate_limited", "The model provider is rate limiting requests.", True, retry_after)
+        return ChainError(
+            429,
+            "upstream_rate_limited",
+            "The model provider is rate limiting requests.",
+            True,
+            retry_after,
+        )
     if status in (400, 404, 409, 413, 422):
-        return ChainError(502, "upstream_bad_request", f"The model provider refused the request (HTTP {status}).", False)
+        return ChainError(
+            502,
+            "upstream_bad_request",
+            f"The model provider refused the request (HTTP {status}).",
+            False,
+        )
     if status == 503:
         return ChainError(503, "upstream_unavailable", "The model provider is unavailable.", True)
     if status == 504:
@@ -87,11 +100,15 @@ def classify(exc: BaseException) -> ChainError:
     if isinstance(exc, openai.APIStatusError):
         return _upstream_status_error(exc)
     if isinstance(exc, (openai.APITimeoutError, *_TIMEOUTS)):
-        return ChainError(504, "upstream_timeout", "The model provider did not answer in time.", True)
+        return ChainError(
+            504, "upstream_timeout", "The model provider did not answer in time.", True
+        )
     if any(isinstance(cause, _CONNECT_ERRORS) for cause in _causes(exc)):
         return ChainError(503, "upstream_unavailable", "Could not reach the model provider.", True)
     if isinstance(exc, (openai.APIError, *_TRANSPORT_ERRORS)):
-        return ChainError(502, "upstream_error", "The connection to the model provider broke.", True)
+        return ChainError(
+            502, "upstream_error", "The connection to the model provider broke.", True
+        )
     return ChainError(500, "internal_error", "The chain failed unexpectedly.", False)
 
 

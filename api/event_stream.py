@@ -14,7 +14,6 @@ Wire encoding is FastAPI's own `format_sse_event`.
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,17 +78,21 @@ class ChainEventStream(EventSourceResponse):
     async def _produce(self) -> None:
         """Pull chunks from the chain into the queue; a hang-up cancels this mid-`await`."""
         try:
-            async with aclosing(self._chunks) as chunks:
-                async for chunk in chunks:
-                    await self._queue.put(chunk)
+            async for chunk in self._chunks:
+                await self._queue.put(chunk)
         except Exception as exc:  # noqa: BLE001 - every chain failure becomes a typed error
             await self._queue.put(_Failed(exc))
             return
+        finally:
+            # Close the chain's generators now, inside this task, not whenever GC gets to them.
+            aclose = getattr(self._chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
         await self._queue.put(_DONE)
 
-    async def _next(self, timeout: float) -> Any:
+    async def _next(self, wait: float) -> Any:
         """The next item, or `None` on timeout; `Queue.get` never loses an item when cancelled."""
-        with anyio.move_on_after(timeout):
+        with anyio.move_on_after(wait):
             return await self._queue.get()
         return None
 
@@ -98,7 +101,9 @@ class ChainEventStream(EventSourceResponse):
         if isinstance(first, _Failed):
             await self._send_error_response(send, first.exc)
             return
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
         await self._send_event(send, "metadata", to_json(self._run.metadata()))
         item = first
         while not await self._emit(send, item):
@@ -108,7 +113,9 @@ class ChainEventStream(EventSourceResponse):
     async def _emit(self, send: Send, item: Any) -> bool:
         """Send what `item` calls for; True once the stream is complete."""
         if item is None:
-            await send({"type": "http.response.body", "body": b": keepalive\n\n", "more_body": True})
+            await send(
+                {"type": "http.response.body", "body": b": keepalive\n\n", "more_body": True}
+            )
             return False
         if isinstance(item, _Failed):
             error = self._fail(item.exc)

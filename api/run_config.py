@@ -17,7 +17,7 @@ PASS_THROUGH_KEYS = ("tags", "metadata", "run_name")
 """Top-level config keys that only label a run (traces, logs) and so are safe to accept."""
 
 
-class ConfigRejected(Exception):
+class ConfigError(Exception):
     """The request's config asks for something not allowed (400) or of the wrong type (422)."""
 
     def __init__(self, status: int, message: str, loc: tuple[str | int, ...] = ()) -> None:
@@ -32,15 +32,15 @@ def _check_labels(config: dict[str, Any]) -> dict[str, Any]:
     if "tags" in config:
         tags = config["tags"]
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-            raise ConfigRejected(422, "config.tags must be a list of strings", ("config", "tags"))
+            raise ConfigError(422, "config.tags must be a list of strings", ("config", "tags"))
         labels["tags"] = tags
     if "metadata" in config:
         if not isinstance(config["metadata"], dict):
-            raise ConfigRejected(422, "config.metadata must be an object", ("config", "metadata"))
+            raise ConfigError(422, "config.metadata must be an object", ("config", "metadata"))
         labels["metadata"] = config["metadata"]
     if "run_name" in config:
         if not isinstance(config["run_name"], str):
-            raise ConfigRejected(422, "config.run_name must be a string", ("config", "run_name"))
+            raise ConfigError(422, "config.run_name must be a string", ("config", "run_name"))
         labels["run_name"] = config["run_name"]
     return labels
 
@@ -51,7 +51,7 @@ def _check_value(chain: RegisteredChain, key: str, value: Any) -> Any:
         checked = TypeAdapter(spec.annotation).validate_python(value)
     except ValidationError as exc:
         problem = exc.errors()[0]["msg"]
-        raise ConfigRejected(
+        raise ConfigError(
             422, f"config.configurable.{key}: {problem}", ("config", "configurable", key)
         ) from None
     # LangChain looks options up by their string key, not by the Enum it generates.
@@ -63,21 +63,21 @@ def validate_config(chain: RegisteredChain, config: Any) -> RunnableConfig:
     if config is None:
         return {}
     if not isinstance(config, dict):
-        raise ConfigRejected(422, "config must be an object", ("config",))
+        raise ConfigError(422, "config must be an object", ("config",))
     allowed_keys = ", ".join(sorted(chain.configurable))
     unknown = sorted(set(config) - {"configurable", *PASS_THROUGH_KEYS})
     if unknown:
-        raise ConfigRejected(
+        raise ConfigError(
             400,
             f"config.{unknown[0]} cannot be set per request; allowed: configurable "
             f"({allowed_keys}), {', '.join(PASS_THROUGH_KEYS)}",
         )
     configurable = config.get("configurable") or {}
     if not isinstance(configurable, dict):
-        raise ConfigRejected(422, "config.configurable must be an object", ("config", "configurable"))
+        raise ConfigError(422, "config.configurable must be an object", ("config", "configurable"))
     for key in sorted(configurable):
         if key not in chain.configurable:
-            raise ConfigRejected(
+            raise ConfigError(
                 400,
                 f"config.configurable.{key} cannot be set per request; "
                 f"chain {chain.name!r} accepts: {allowed_keys}",

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from api.run_config import ConfigRejected, chosen_model, validate_config
+from api.run_config import ConfigError, chosen_model, validate_config
 from api.runs import Run
 from chains import ModelInfo, RegisteredChain
 
@@ -22,7 +22,8 @@ class RunRequest(BaseModel):
 
     input: Any = Field(description="The chain's input; see `GET /chains` for each schema.")
     config: dict[str, Any] | None = Field(
-        None, description="`configurable` keys listed by `GET /chains`, plus tags/metadata/run_name."
+        None,
+        description="`configurable` keys listed by `GET /chains`, plus tags/metadata/run_name.",
     )
 
 
@@ -57,7 +58,7 @@ def prepare_run(
     chain_input = _validate_input(chain, raw_input, where)
     try:
         config = validate_config(chain, raw_config)
-    except ConfigRejected as exc:
+    except ConfigError as exc:
         if exc.status == 422:
             loc = (where[0], *exc.loc)
             raise RequestValidationError(
@@ -73,7 +74,14 @@ def _json_param(params: Mapping[str, str], key: str) -> Any:
         return json.loads(params[key])
     except json.JSONDecodeError as exc:
         raise RequestValidationError(
-            [{"type": "json_invalid", "loc": ("query", key), "msg": f"invalid JSON: {exc.msg}", "input": params[key]}]
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": ("query", key),
+                    "msg": f"invalid JSON: {exc.msg}",
+                    "input": params[key],
+                }
+            ]
         ) from None
 
 

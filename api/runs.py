@@ -96,6 +96,12 @@ class Run:
         usage = self.stats.usage or {}
         logger.info(
             "run %s %s chain=%s model=%s ttft_ms=%s total_ms=%s tokens_in=%s tokens_out=%s",
-            self.run_id, status, self.chain, self.model_name, t["time_to_first_token_ms"],
-            t["total_ms"], usage.get("input_tokens"), usage.get("output_tokens"),
+            self.run_id,
+            status,
+            self.chain,
+            self.model_name,
+            t["time_to_first_token_ms"],
+            t["total_ms"],
+            usage.get("input_tokens"),
+            usage.get("output_tokens"),
         )

@@ -3,7 +3,6 @@
 from typing import Annotated
 
 import httpx2
-
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -23,9 +22,7 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
     openai_base_url: str | None = Field(None, validation_alias=_env("OPENAI_BASE_URL"))
     model: str = Field("gpt-4o-mini", min_length=1, validation_alias=_env("CHAINSERVE_MODEL"))
-    temperature: float = Field(
-        0.7, ge=0.0, le=2.0, validation_alias=_env("CHAINSERVE_TEMPERATURE")
-    )
+    temperature: float = Field(0.7, ge=0.0, le=2.0, validation_alias=_env("CHAINSERVE_TEMPERATURE"))
     allowed_models: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=_env("CHAINSERVE_ALLOWED_MODELS")
     )
@@ -44,7 +41,9 @@ class Settings(BaseSettings):
     first_chunk_hold_seconds: float = Field(
         10.0, ge=0, validation_alias=_env("CHAINSERVE_FIRST_CHUNK_HOLD_SECONDS")
     )
-    max_json_depth: int = Field(64, ge=2, le=1000, validation_alias=_env("CHAINSERVE_MAX_JSON_DEPTH"))
+    max_json_depth: int = Field(
+        64, ge=2, le=1000, validation_alias=_env("CHAINSERVE_MAX_JSON_DEPTH")
+    )
     langserve_playground: bool = Field(
         True, validation_alias=_env("CHAINSERVE_LANGSERVE_PLAYGROUND")
     )

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from chains.messages import ChatMessages
 from chains.models import ModelConfig, build_model
-from chains.prompts import prompt_variants
+from chains.prompts import literal_instruction, prompt_variants
 from chains.registry import ChainSpec
 
 INSTRUCTIONS = {
@@ -26,14 +26,18 @@ class ChatInput(BaseModel):
 
 
 def _prompt(instruction: str) -> ChatPromptTemplate:
-    # The instruction is a literal system message, so braces in it are never template fields.
     return ChatPromptTemplate.from_messages(
-        [("system", instruction.replace("{", "{{").replace("}", "}}")), MessagesPlaceholder("messages")]
+        [
+            ("system", literal_instruction(instruction)),
+            MessagesPlaceholder("messages"),
+        ]
     )
 
 
 def build_chat(config: ModelConfig) -> Runnable[Any, str]:
-    chain = prompt_variants(_prompt, INSTRUCTIONS) | build_model(config) | StrOutputParser()
+    chain: Runnable[Any, str] = (
+        prompt_variants(_prompt, INSTRUCTIONS) | build_model(config) | StrOutputParser()
+    )
     return chain.with_types(input_type=ChatInput)
 
 

@@ -8,7 +8,7 @@ from langchain_core.runnables import Runnable
 from pydantic import BaseModel, Field
 
 from chains.models import ModelConfig, build_model
-from chains.prompts import prompt_variants
+from chains.prompts import literal_instruction, prompt_variants
 from chains.registry import ChainSpec
 
 INSTRUCTIONS = {
@@ -25,21 +25,23 @@ class ExplainInput(BaseModel):
 def _prompt(instruction: str) -> ChatPromptTemplate:
     return ChatPromptTemplate.from_messages(
         [
-            ("system", instruction.replace("{", "{{").replace("}", "}}")),
+            ("system", literal_instruction(instruction)),
             ("human", "Explain {topic}."),
         ]
     )
 
 
 def build_explain(config: ModelConfig) -> Runnable[Any, str]:
-    chain = prompt_variants(_prompt, INSTRUCTIONS) | build_model(config) | StrOutputParser()
+    chain: Runnable[Any, str] = (
+        prompt_variants(_prompt, INSTRUCTIONS) | build_model(config) | StrOutputParser()
+    )
     return chain.with_types(input_type=ExplainInput)
 
 
 CHAINS = (
     ChainSpec(
         name="explain",
-        description="Explain a topic: send `{\"topic\": ...}`.",
+        description='Explain a topic: send `{"topic": ...}`.',
         build=build_explain,
         input_type=ExplainInput,
     ),

@@ -5,11 +5,9 @@ from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 import httpx2
-
-from langchain_core.language_models import BaseChatModel
-from langchain_core.runnables import ConfigurableField, Runnable
-from langchain_core.language_models import LanguageModelInput
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import BaseMessage
+from langchain_core.runnables import ConfigurableField, Runnable
 from pydantic import Field, SecretStr
 
 from chains.offline import OFFLINE_MODEL_NAME, OfflineChatModel

@@ -13,7 +13,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 OFFLINE_MODEL_NAME = "chainserve-offline"
 
@@ -69,7 +69,7 @@ class OfflineChatModel(BaseChatModel):
     delay: float = 0.015
     """Seconds between streamed words, so streaming is visible in a terminal or browser."""
 
-    model_config = {"populate_by_name": True}
+    model_config = ConfigDict(populate_by_name=True)
 
     @property
     def _llm_type(self) -> str:

@@ -1,5 +1,6 @@
 """Native chain routes: list, stream over SSE (POST and GET), invoke."""
 
+import enum
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -18,8 +19,18 @@ router = APIRouter(prefix="/chains", tags=["chains"])
 # Documented by hand: naming an EventSourceResponse subclass as `response_class` would make
 # FastAPI treat the handler as a generator endpoint.
 SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
-    200: {"description": "`metadata`, `data`*, then `end` or `error` events.", "content": {"text/event-stream": {}}}
+    200: {
+        "description": "`metadata`, `data`*, then `end` or `error` events.",
+        "content": {"text/event-stream": {}},
+    }
 }
+
+
+def _options(annotation: Any) -> list[Any] | None:
+    """The closed set of values a configurable key takes, if it has one."""
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return [member.value for member in annotation]
+    return None
 
 
 def _describe(chain: RegisteredChain) -> dict[str, Any]:
@@ -29,7 +40,7 @@ def _describe(chain: RegisteredChain) -> dict[str, Any]:
             "name": spec.name,
             "description": spec.description,
             "default": getattr(spec.default, "value", spec.default),
-            "options": [o.value for o in spec.annotation] if isinstance(spec.annotation, type) and hasattr(spec.annotation, "__members__") else None,
+            "options": _options(spec.annotation),
         }
         for spec in chain.configurable.values()
     ]
@@ -94,10 +105,13 @@ async def invoke_chain(body: RunRequest, chain: ChainDep, model: ModelInfoDep) -
         log_failure(exc, error, run.run_id)
         run.finish("error")
         return JSONResponse(
-            {"error": error.payload(run.run_id)}, error.status, headers={**headers, **error.headers()}
+            {"error": error.payload(run.run_id)},
+            error.status,
+            headers={**headers, **error.headers()},
         )
     run.mark_chunk()
     run.finish("done")
     return JSONResponse(
-        {"output": to_jsonable(output), "metadata": {**run.metadata(), **run.summary()}}, headers=headers
+        {"output": to_jsonable(output), "metadata": {**run.metadata(), **run.summary()}},
+        headers=headers,
     )

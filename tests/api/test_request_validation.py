@@ -79,7 +79,9 @@ async def test_role_style_and_type_style_messages_both_reach_the_model(
         {"role": "assistant", "content": "again"},
         {"role": "user", "content": [{"type": "text", "text": "parts"}]},
     ]
-    response = await _post(openai_server, "/chains/chat/invoke", json={"input": {"messages": messages}})
+    response = await _post(
+        openai_server, "/chains/chat/invoke", json={"input": {"messages": messages}}
+    )
     assert response.status_code == 200
     sent = upstream.last_request.json
     assert sent is not None
@@ -88,19 +90,25 @@ async def test_role_style_and_type_style_messages_both_reach_the_model(
 
 
 async def test_malformed_json_is_422(openai_server: LiveServer) -> None:
-    response = await _post(openai_server, "/chains/chat/stream", content=b'{"input": ', headers=JSON)
+    response = await _post(
+        openai_server, "/chains/chat/stream", content=b'{"input": ', headers=JSON
+    )
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "invalid_request"
 
 
-@pytest.mark.parametrize("path", ["/chains/chat/stream", "/chains/chat/invoke", "/langserve/chat/invoke"])
+@pytest.mark.parametrize(
+    "path", ["/chains/chat/stream", "/chains/chat/invoke", "/langserve/chat/invoke"]
+)
 async def test_invalid_utf8_is_400(openai_server: LiveServer, path: str) -> None:
     response = await _post(openai_server, path, content=b'{"input": "\xff\xfe"}', headers=JSON)
     assert response.status_code == 400
     assert "UTF-8" in response.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("path", ["/chains/chat/stream", "/langserve/chat/invoke", "/langserve/chat/batch"])
+@pytest.mark.parametrize(
+    "path", ["/chains/chat/stream", "/langserve/chat/invoke", "/langserve/chat/batch"]
+)
 async def test_absurdly_deep_json_is_400_not_500(openai_server: LiveServer, path: str) -> None:
     body = b'{"input": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     response = await _post(openai_server, path, content=body, headers=JSON)
@@ -112,7 +120,9 @@ async def test_brackets_inside_strings_do_not_count_as_depth(
     openai_server: LiveServer, upstream: MockUpstream
 ) -> None:
     topic = "[" * 500 + '\\"{' * 100
-    response = await _post(openai_server, "/chains/explain/invoke", json={"input": {"topic": topic}})
+    response = await _post(
+        openai_server, "/chains/explain/invoke", json={"input": {"topic": topic}}
+    )
     assert response.status_code == 200
 
 
@@ -124,7 +134,9 @@ async def test_unknown_chain_is_404_listing_the_known_ones(openai_server: LiveSe
 
 async def test_bad_query_config_json_on_get_stream_is_422(openai_server: LiveServer) -> None:
     async with httpx.AsyncClient(base_url=openai_server.url) as client:
-        response = await client.get("/chains/explain/stream", params={"topic": "x", "config": "{nope"})
+        response = await client.get(
+            "/chains/explain/stream", params={"topic": "x", "config": "{nope"}
+        )
     assert response.status_code == 422
     assert response.json()["error"]["details"][0]["loc"] == ["query", "config"]
 

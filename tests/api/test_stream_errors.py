@@ -35,7 +35,9 @@ async def test_upstream_error_before_first_chunk_is_a_real_http_error(
     code: str,
     retryable: bool,
 ) -> None:
-    upstream.enqueue(Script(status=upstream_status, error_message="Incorrect API key sk-test-secret-key"))
+    upstream.enqueue(
+        Script(status=upstream_status, error_message="Incorrect API key sk-test-secret-key")
+    )
     result = await stream(openai_server.url, "chat", chat_input())
     assert result.status == status
     assert result.headers["content-type"] == "application/json"
@@ -67,11 +69,15 @@ async def test_upstream_timeout_before_first_chunk_is_504(
     assert result.json()["error"]["code"] == "upstream_timeout"
 
 
-async def test_unreachable_upstream_is_503(start_server: ServerFactory, openai_settings: Settings) -> None:
+async def test_unreachable_upstream_is_503(
+    start_server: ServerFactory, openai_settings: Settings
+) -> None:
     with socket.socket() as sock:  # a port nobody listens on once this closes
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = start_server(openai_settings.model_copy(update={"openai_base_url": f"http://127.0.0.1:{port}/v1"}))
+    server = start_server(
+        openai_settings.model_copy(update={"openai_base_url": f"http://127.0.0.1:{port}/v1"})
+    )
     result = await stream(server.url, "chat", chat_input())
     assert result.status == 503
     assert result.json()["error"]["code"] == "upstream_unavailable"
@@ -129,8 +135,8 @@ async def test_hang_up_while_headers_are_held_cancels_the_upstream(
     assert disconnected_at - hung_up_at < 1.0
 
 
-async def _wait_for(probe: object, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
+async def _wait_for(probe: object, within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
     while not probe():  # type: ignore[operator]
         assert time.monotonic() < deadline, "condition not reached in time"
         await asyncio.sleep(0.05)
