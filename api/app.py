@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from api.body_guard import BodyGuard
 from api.error_handlers import install_error_handlers
-from api.langserve_routes import mount_langserve
+from api.langserve_routes import mount_langserve, reset_loop_state
 from api.routes import chains as chain_routes
 from api.routes import health
 from api.settings import Settings
@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             logger.info(
                 "offline model in use: set OPENAI_API_KEY or OPENAI_BASE_URL for a real one"
             )
+        reset_loop_state()
         try:
             yield
         finally:
