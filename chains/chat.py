@@ -2,6 +2,8 @@
 
 from typing import Any
 
+from langchain_core.language_models import LanguageModelInput
+from langchain_core.messages import BaseMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from langchain_core.runnables import Runnable
@@ -34,11 +36,14 @@ def _prompt(instruction: str) -> ChatPromptTemplate:
     )
 
 
-def build_chat(config: ModelConfig) -> Runnable[Any, str]:
-    chain: Runnable[Any, str] = (
-        prompt_variants(_prompt, INSTRUCTIONS) | build_model(config) | StrOutputParser()
-    )
+def compose_chat(model: Runnable[LanguageModelInput, BaseMessage]) -> Runnable[Any, str]:
+    """The chain around any chat model; `build_chat` supplies the configured one."""
+    chain: Runnable[Any, str] = prompt_variants(_prompt, INSTRUCTIONS) | model | StrOutputParser()
     return chain.with_types(input_type=ChatInput)
+
+
+def build_chat(config: ModelConfig) -> Runnable[Any, str]:
+    return compose_chat(build_model(config))
 
 
 def chat_from_query(params: Any) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from typing import Any
 
+from langchain_core.language_models import LanguageModelInput
+from langchain_core.messages import BaseMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable
@@ -31,11 +33,14 @@ def _prompt(instruction: str) -> ChatPromptTemplate:
     )
 
 
-def build_explain(config: ModelConfig) -> Runnable[Any, str]:
-    chain: Runnable[Any, str] = (
-        prompt_variants(_prompt, INSTRUCTIONS) | build_model(config) | StrOutputParser()
-    )
+def compose_explain(model: Runnable[LanguageModelInput, BaseMessage]) -> Runnable[Any, str]:
+    """The chain around any chat model; `build_explain` supplies the configured one."""
+    chain: Runnable[Any, str] = prompt_variants(_prompt, INSTRUCTIONS) | model | StrOutputParser()
     return chain.with_types(input_type=ExplainInput)
+
+
+def build_explain(config: ModelConfig) -> Runnable[Any, str]:
+    return compose_explain(build_model(config))
 
 
 CHAINS = (
