@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 from langchain_core.language_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage
+from pydantic import Field
 
 from chains import ModelConfig, build_registry
 from chains.chat import compose_chat
@@ -15,7 +16,7 @@ from chains.registry import discover_specs
 class RecordingFake(GenericFakeChatModel):
     """A fake chat model that also remembers the prompts it was sent."""
 
-    seen: list[list[BaseMessage]] = []
+    seen: list[list[BaseMessage]] = Field(default_factory=list)
 
     async def _astream(self, messages: list[BaseMessage], *args: Any, **kwargs: Any) -> Any:
         self.seen.append(messages)
