@@ -21,6 +21,7 @@ import anyio
 from fastapi.sse import EventSourceResponse, format_sse_event
 from starlette.types import Receive, Scope, Send
 
+from api.disconnect import wait_for_disconnect
 from api.encoding import to_json
 from api.errors import ChainError, classify, log_failure
 from api.runs import Run
@@ -71,8 +72,7 @@ class ChainEventStream(EventSourceResponse):
             self._run.finish("cancelled")
 
     async def _watch_disconnect(self, receive: Receive, scope: anyio.CancelScope) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
+        await wait_for_disconnect(receive)
         scope.cancel()
 
     async def _produce(self) -> None:

@@ -1,12 +1,16 @@
 """Native chain routes: list, stream over SSE (POST and GET), invoke."""
 
 import enum
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from langchain_core.runnables import RunnableConfig
 
 from api.deps import ChainDep, ChainsDep, ModelInfoDep, SettingsDep
+from api.disconnect import cancel_on_disconnect
 from api.encoding import to_jsonable
 from api.errors import classify, log_failure
 from api.event_stream import ChainEventStream
@@ -93,13 +97,17 @@ async def stream_chain_from_query(
 
 
 @router.post("/{name}/invoke")
-async def invoke_chain(body: RunRequest, chain: ChainDep, model: ModelInfoDep) -> JSONResponse:
+async def invoke_chain(
+    request: Request, body: RunRequest, chain: ChainDep, model: ModelInfoDep
+) -> Response:
     """Run a chain to completion and return its whole output."""
     prepared = prepare_run(chain, body.input, body.config, model)
     run = prepared.run
     headers = {"X-Run-Id": run.run_id}
     try:
-        output = await chain.runnable.ainvoke(prepared.input, prepared.config)
+        done = await cancel_on_disconnect(
+            request.receive, partial(_invoke, chain, prepared.input, prepared.config)
+        )
     except Exception as exc:  # noqa: BLE001 - reported to the client as a typed error
         error = classify(exc)
         log_failure(exc, error, run.run_id)
@@ -109,9 +117,22 @@ async def invoke_chain(body: RunRequest, chain: ChainDep, model: ModelInfoDep) -
             error.status,
             headers={**headers, **error.headers()},
         )
+    if done is None:
+        run.finish("cancelled")
+        return Response(status_code=499)  # nobody is listening; the status is for access logs
     run.mark_chunk()
     run.finish("done")
     return JSONResponse(
-        {"output": to_jsonable(output), "metadata": {**run.metadata(), **run.summary()}},
+        {"output": to_jsonable(done.output), "metadata": {**run.metadata(), **run.summary()}},
         headers=headers,
     )
+
+
+@dataclass(frozen=True)
+class _Output:
+    output: Any
+
+
+async def _invoke(chain: RegisteredChain, chain_input: Any, config: RunnableConfig) -> _Output:
+    # Wrapped so a chain whose output is legitimately `None` is not mistaken for a cancel.
+    return _Output(await chain.runnable.ainvoke(chain_input, config))

@@ -140,3 +140,26 @@ async def _wait_for(probe: object, within: float = 5.0) -> None:
     while not probe():  # type: ignore[operator]
         assert time.monotonic() < deadline, "condition not reached in time"
         await asyncio.sleep(0.05)
+
+
+async def test_invoke_error_is_typed_with_retry_after(
+    openai_server: LiveServer, upstream: MockUpstream
+) -> None:
+    upstream.enqueue(Script(status=429, headers={"retry-after": "3"}))
+    async with httpx.AsyncClient(base_url=openai_server.url, timeout=10) as client:
+        response = await client.post("/chains/explain/invoke", json={"input": {"topic": "x"}})
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "3"
+    assert response.json()["error"]["code"] == "upstream_rate_limited"
+
+
+async def test_hang_up_during_invoke_cancels_the_upstream(
+    openai_server: LiveServer, upstream: MockUpstream
+) -> None:
+    upstream.enqueue(Script(chunks=["tok"] * 50, delay=0.2))
+    async with httpx.AsyncClient(base_url=openai_server.url, timeout=0.5) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            await client.post("/chains/explain/invoke", json={"input": {"topic": "x"}})
+        hung_up_at = time.monotonic()
+    disconnected_at = await upstream.wait_for_disconnect_async(timeout=5)
+    assert disconnected_at - hung_up_at < 1.0
