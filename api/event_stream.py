@@ -40,6 +40,8 @@ class _Failed:
 
 
 _DONE = object()
+_IDLE = object()
+"""Nothing arrived within the wait: time for a keepalive (a chain may yield `None` itself)."""
 
 
 class ChainEventStream(EventSourceResponse):
@@ -91,10 +93,10 @@ class ChainEventStream(EventSourceResponse):
         await self._queue.put(_DONE)
 
     async def _next(self, wait: float) -> Any:
-        """The next item, or `None` on timeout; `Queue.get` never loses an item when cancelled."""
+        """The next item, or `_IDLE` on timeout; `Queue.get` never loses an item when cancelled."""
         with anyio.move_on_after(wait):
             return await self._queue.get()
-        return None
+        return _IDLE
 
     async def _relay(self, send: Send) -> None:
         first = await self._next(self._hold)
@@ -112,7 +114,7 @@ class ChainEventStream(EventSourceResponse):
 
     async def _emit(self, send: Send, item: Any) -> bool:
         """Send what `item` calls for; True once the stream is complete."""
-        if item is None:
+        if item is _IDLE:
             await send(
                 {"type": "http.response.body", "body": b": keepalive\n\n", "more_body": True}
             )
@@ -125,7 +127,7 @@ class ChainEventStream(EventSourceResponse):
             self._run.finish("done")
             await self._send_event(send, "end", to_json(self._run.summary()))
             return True
-        if item != "":  # the empty chunk that carries usage says nothing to a client
+        if not (isinstance(item, str) and item == ""):  # the usage-only chunk says nothing
             self._run.mark_chunk()
             await self._send_event(send, "data", to_json(item))
         return False

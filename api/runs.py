@@ -59,8 +59,7 @@ class Run:
 
     def config(self, base: RunnableConfig) -> RunnableConfig:
         """The LangChain config for this run: same run id in traces, our usage callback."""
-        callbacks = [*base.get("callbacks", []), self.stats]  # type: ignore[misc]
-        return {**base, "run_id": uuid.UUID(self.run_id), "callbacks": callbacks}
+        return {**base, "run_id": uuid.UUID(self.run_id), "callbacks": [self.stats]}
 
     def mark_chunk(self) -> None:
         if self.first_chunk_at is None:
