@@ -13,7 +13,9 @@ from api.error_handlers import install_error_handlers
 from api.langserve_routes import mount_langserve, reset_loop_state
 from api.routes import chains as chain_routes
 from api.routes import health
+from api.routes import threads as thread_routes
 from api.settings import Settings
+from api.stores import build_thread_store
 from api.version import VERSION
 from chains import build_registry, describe_model
 
@@ -31,7 +33,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     model_config = settings.model_settings(upstream)
     model_info = describe_model(model_config)
-    chains = build_registry(model_config)
+    threads = build_thread_store(settings)
+    chains = build_registry(model_config, threads, settings.history_token_budget)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await upstream.aclose()
+            await threads.aclose()
 
     app = FastAPI(
         title="chainserve",
@@ -63,9 +67,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.chains = chains
     app.state.model_info = model_info
+    app.state.threads = threads
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(chain_routes.router)
+    app.include_router(thread_routes.router)
     mount_langserve(app, chains, playground=settings.langserve_playground)
     app.add_middleware(BodyGuard, max_depth=settings.max_json_depth)
     return app

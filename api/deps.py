@@ -6,6 +6,7 @@ from fastapi import Depends, HTTPException, Path, Request
 
 from api.settings import Settings
 from chains import ModelInfo, RegisteredChain
+from chains.history import ThreadStore
 
 
 def get_settings(request: Request) -> Settings:
@@ -23,7 +24,13 @@ def get_model_info(request: Request) -> ModelInfo:
     return info
 
 
+def get_threads(request: Request) -> ThreadStore:
+    threads: ThreadStore = request.app.state.threads
+    return threads
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+ThreadsDep = Annotated[ThreadStore, Depends(get_threads)]
 ChainsDep = Annotated[dict[str, RegisteredChain], Depends(get_chains)]
 ModelInfoDep = Annotated[ModelInfo, Depends(get_model_info)]
 

@@ -19,6 +19,7 @@ from langchain_core.runnables import ConfigurableFieldSpec, RunnableBinding
 from pydantic import BaseModel, Field, ValidationError, create_model
 
 from api.run_config import ConfigError, validate_config
+from api.run_request import check_thread
 from chains import RegisteredChain
 
 # LangServe names runs itself and refuses `run_name` here.
@@ -101,6 +102,8 @@ def _request_guard(chain: RegisteredChain) -> Callable[[Request], Awaitable[None
         config = body.get("config")
         for one in config if isinstance(config, list) else [config]:
             _check_config(chain, one)
+            if isinstance(one, dict) and isinstance(one.get("configurable"), dict):
+                await check_thread(request.app.state.threads, one)
         if isinstance(body.get("inputs"), list):
             _check_batch_inputs(chain, body["inputs"])
 

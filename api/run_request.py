@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from api.run_config import ConfigError, chosen_model, validate_config
 from api.runs import Run
 from chains import ModelInfo, RegisteredChain
+from chains.history import THREAD_KEY, ThreadStore
 
 
 class RunRequest(BaseModel):
@@ -24,6 +25,11 @@ class RunRequest(BaseModel):
     config: dict[str, Any] | None = Field(
         None,
         description="`configurable` keys listed by `GET /chains`, plus tags/metadata/run_name.",
+    )
+    thread_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Continue this thread (chains with memory); same as configurable.thread_id.",
     )
 
 
@@ -45,6 +51,36 @@ def _validate_input(chain: RegisteredChain, raw: Any, where: tuple[str, ...]) ->
         raise RequestValidationError(errors) from None
     # Attributes, not model_dump(): coerced values such as LangChain messages stay objects.
     return {name: getattr(model, name) for name in type(model).model_fields}
+
+
+def with_thread(raw_config: Any, thread_id: str | None, where: str = "body") -> Any:
+    """Fold a top-level `thread_id` into `config.configurable`, where the chain reads it."""
+    if thread_id is None or not isinstance(raw_config, dict | None):
+        return raw_config
+    config = dict(raw_config or {})
+    configurable = config.get("configurable") or {}
+    if not isinstance(configurable, dict):
+        return raw_config  # validate_config reports the real problem
+    if configurable.get(THREAD_KEY, thread_id) != thread_id:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": (where, THREAD_KEY),
+                    "msg": "thread_id differs from config.configurable.thread_id",
+                    "input": thread_id,
+                }
+            ]
+        )
+    config["configurable"] = {**configurable, THREAD_KEY: thread_id}
+    return config
+
+
+async def check_thread(threads: ThreadStore, config: RunnableConfig | dict[str, Any]) -> None:
+    """A run may only continue a thread that exists (404 otherwise)."""
+    thread_id = config.get("configurable", {}).get(THREAD_KEY)
+    if thread_id and await threads.get(str(thread_id)) is None:
+        raise HTTPException(404, f"no thread {thread_id!r}; create one with POST /threads")
 
 
 def prepare_run(
@@ -88,9 +124,10 @@ def _json_param(params: Mapping[str, str], key: str) -> Any:
 def input_from_query(chain: RegisteredChain, params: Mapping[str, str]) -> tuple[Any, Any]:
     """Map `?field=value` (or `?input=<json>`) and `?config=<json>` to input and config."""
     config = _json_param(params, "config") if "config" in params else None
+    config = with_thread(config, params.get(THREAD_KEY), where="query")
     if "input" in params:
         return _json_param(params, "input"), config
-    fields = {k: v for k, v in params.items() if k != "config"}
+    fields = {k: v for k, v in params.items() if k not in ("config", THREAD_KEY)}
     if chain.spec.from_query is not None:
         return chain.spec.from_query(fields), config
     return fields, config

@@ -1,5 +1,6 @@
 """The one `Settings` class: read from the environment and `.env`, passed into `create_app`."""
 
+from pathlib import Path
 from typing import Annotated
 
 import httpx2
@@ -47,6 +48,11 @@ class Settings(BaseSettings):
     langserve_playground: bool = Field(
         True, validation_alias=_env("CHAINSERVE_LANGSERVE_PLAYGROUND")
     )
+    data_dir: Path = Field(Path(".chainserve"), validation_alias=_env("CHAINSERVE_DATA_DIR"))
+    redis_url: SecretStr | None = Field(None, validation_alias=_env("CHAINSERVE_REDIS_URL"))
+    history_token_budget: int = Field(
+        3000, ge=1, validation_alias=_env("CHAINSERVE_HISTORY_TOKEN_BUDGET")
+    )
     host: str = Field("127.0.0.1", validation_alias=_env("CHAINSERVE_HOST"))
     port: int = Field(8000, ge=0, le=65535, validation_alias=_env("CHAINSERVE_PORT"))
     log_level: str = Field("info", validation_alias=_env("CHAINSERVE_LOG_LEVEL"))
@@ -58,7 +64,7 @@ class Settings(BaseSettings):
             return [m.strip() for m in value.split(",") if m.strip()]
         return value
 
-    @field_validator("openai_base_url", mode="before")
+    @field_validator("openai_base_url", "redis_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -9,6 +9,7 @@ from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from langchain_core.runnables import Runnable
 from pydantic import BaseModel
 
+from chains.history.wrap import HISTORY_KEY
 from chains.messages import ChatMessages
 from chains.models import ModelConfig, build_model
 from chains.prompts import literal_instruction, prompt_variants
@@ -31,6 +32,7 @@ def _prompt(instruction: str) -> ChatPromptTemplate:
     return ChatPromptTemplate.from_messages(
         [
             ("system", literal_instruction(instruction)),
+            MessagesPlaceholder(HISTORY_KEY, optional=True),
             MessagesPlaceholder("messages"),
         ]
     )
@@ -59,5 +61,6 @@ CHAINS = (
         input_type=ChatInput,
         from_query=chat_from_query,
         playground="chat",
+        memory=True,
     ),
 )

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from langchain_core.runnables import ConfigurableFieldSpec, Runnable
 from pydantic import BaseModel
 
+from chains.history import ThreadStore, with_thread_history
 from chains.models import ModelConfig
 
 QueryMapper = Callable[[Mapping[str, str]], dict[str, Any]]
@@ -28,6 +29,8 @@ class ChainSpec:
     from_query: QueryMapper | None = None
     """Maps flat query parameters (`?topic=...`) to input, for browser `EventSource`."""
     playground: Playground = "default"
+    memory: bool = False
+    """Keeps conversation threads: input has `messages`, the prompt a `history` placeholder."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,25 @@ def discover_specs() -> list[ChainSpec]:
     return [specs[name] for name in sorted(specs)]
 
 
-def build_registry(config: ModelConfig) -> dict[str, RegisteredChain]:
-    """Build every discovered chain against one model configuration."""
-    return {spec.name: RegisteredChain(spec, spec.build(config)) for spec in discover_specs()}
+def _build(
+    spec: ChainSpec, config: ModelConfig, threads: ThreadStore | None, budget: int
+) -> Runnable[Any, Any]:
+    runnable = spec.build(config)
+    if spec.memory:
+        # The wrapper hides the chain's own types; restate them for schemas and LangServe.
+        runnable = with_thread_history(runnable, threads, budget).with_types(
+            input_type=spec.input_type, output_type=runnable.OutputType
+        )
+    return runnable
+
+
+def build_registry(
+    config: ModelConfig,
+    threads: ThreadStore | None = None,
+    history_token_budget: int = 3000,
+) -> dict[str, RegisteredChain]:
+    """Build every discovered chain against one model configuration and thread store."""
+    return {
+        spec.name: RegisteredChain(spec, _build(spec, config, threads, history_token_budget))
+        for spec in discover_specs()
+    }

@@ -2,6 +2,7 @@
 
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +11,12 @@ from tests.support.mock_upstream import MockUpstream
 from tests.support.server import LiveServer
 
 ServerFactory = Callable[..., LiveServer]
+
+
+@pytest.fixture(autouse=True)
+def _work_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relative paths (the default data directory, `.env`) resolve inside the test's tmp dir."""
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture(scope="session")

@@ -9,12 +9,19 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from langchain_core.runnables import RunnableConfig
 
-from api.deps import ChainDep, ChainsDep, ModelInfoDep, SettingsDep
+from api.deps import ChainDep, ChainsDep, ModelInfoDep, SettingsDep, ThreadsDep
 from api.disconnect import cancel_on_disconnect
 from api.encoding import to_jsonable
 from api.errors import classify, log_failure
 from api.event_stream import ChainEventStream
-from api.run_request import PreparedRun, RunRequest, input_from_query, prepare_run
+from api.run_request import (
+    PreparedRun,
+    RunRequest,
+    check_thread,
+    input_from_query,
+    prepare_run,
+    with_thread,
+)
 from api.settings import Settings
 from chains import RegisteredChain
 
@@ -79,29 +86,40 @@ def _stream(prepared: PreparedRun, chain: RegisteredChain, settings: Settings) -
 
 @router.post("/{name}/stream", responses=SSE_RESPONSE)
 async def stream_chain(
-    body: RunRequest, chain: ChainDep, settings: SettingsDep, model: ModelInfoDep
+    body: RunRequest,
+    chain: ChainDep,
+    settings: SettingsDep,
+    model: ModelInfoDep,
+    threads: ThreadsDep,
 ) -> ChainEventStream:
     """Stream a chain's output as Server-Sent Events."""
-    prepared = prepare_run(chain, body.input, body.config, model)
+    prepared = prepare_run(chain, body.input, with_thread(body.config, body.thread_id), model)
+    await check_thread(threads, prepared.config)
     return _stream(prepared, chain, settings)
 
 
 @router.get("/{name}/stream", responses=SSE_RESPONSE)
 async def stream_chain_from_query(
-    request: Request, chain: ChainDep, settings: SettingsDep, model: ModelInfoDep
+    request: Request,
+    chain: ChainDep,
+    settings: SettingsDep,
+    model: ModelInfoDep,
+    threads: ThreadsDep,
 ) -> ChainEventStream:
     """Stream a chain for a browser `EventSource`: input from the query string."""
     raw_input, raw_config = input_from_query(chain, request.query_params)
     prepared = prepare_run(chain, raw_input, raw_config, model, where=("query",))
+    await check_thread(threads, prepared.config)
     return _stream(prepared, chain, settings)
 
 
 @router.post("/{name}/invoke")
 async def invoke_chain(
-    request: Request, body: RunRequest, chain: ChainDep, model: ModelInfoDep
+    request: Request, body: RunRequest, chain: ChainDep, model: ModelInfoDep, threads: ThreadsDep
 ) -> Response:
     """Run a chain to completion and return its whole output."""
-    prepared = prepare_run(chain, body.input, body.config, model)
+    prepared = prepare_run(chain, body.input, with_thread(body.config, body.thread_id), model)
+    await check_thread(threads, prepared.config)
     run = prepared.run
     headers = {"X-Run-Id": run.run_id}
     try:

@@ -88,7 +88,7 @@ async def test_list_chains_shows_schemas_and_configurable_keys(openai_server: Li
     assert by_name["explain"]["input_schema"]["required"] == ["topic"]
     assert "messages" in by_name["chat"]["input_schema"]["properties"]
     knobs = {k["id"]: k for k in by_name["chat"]["configurable"]}
-    assert set(knobs) == {"model", "prompt", "temperature"}
+    assert set(knobs) == {"model", "prompt", "temperature", "thread_id"}
     assert knobs["model"]["options"] == ["gpt-4o-mini", "gpt-4o"]
     assert knobs["model"]["default"] == "gpt-4o-mini"
     assert set(knobs["prompt"]["options"]) == {"default", "concise", "teacher"}
