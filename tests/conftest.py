@@ -8,6 +8,7 @@ import pytest
 
 from api.settings import Settings
 from tests.support.mock_upstream import MockUpstream
+from tests.support.redis_server import RedisServer
 from tests.support.server import LiveServer
 
 ServerFactory = Callable[..., LiveServer]
@@ -42,6 +43,13 @@ def offline_settings(**overrides: object) -> Settings:
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server for the session (skipped locally if absent; required in CI)."""
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server.url
 
 
 @pytest.fixture
