@@ -13,9 +13,11 @@ from api.error_handlers import install_error_handlers
 from api.langserve_routes import mount_langserve, reset_loop_state
 from api.routes import chains as chain_routes
 from api.routes import health
+from api.routes import runs as run_routes
 from api.routes import threads as thread_routes
+from api.run_manager import RunManager
 from api.settings import Settings
-from api.stores import build_thread_store
+from api.stores import build_run_log, build_thread_store
 from api.version import VERSION
 from chains import build_registry, describe_model
 
@@ -34,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     model_config = settings.model_settings(upstream)
     model_info = describe_model(model_config)
     threads = build_thread_store(settings)
+    runs = RunManager(build_run_log(settings))
     chains = build_registry(model_config, threads, settings.history_token_budget)
 
     @asynccontextmanager
@@ -52,9 +55,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "offline model in use: set OPENAI_API_KEY or OPENAI_BASE_URL for a real one"
             )
         reset_loop_state()
+        runs.start_listening()
         try:
             yield
         finally:
+            await runs.aclose()
+            await runs.log.aclose()
             await upstream.aclose()
             await threads.aclose()
 
@@ -68,10 +74,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.chains = chains
     app.state.model_info = model_info
     app.state.threads = threads
+    app.state.runs = runs
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(chain_routes.router)
     app.include_router(thread_routes.router)
+    app.include_router(run_routes.router)
     mount_langserve(app, chains, playground=settings.langserve_playground)
     app.add_middleware(BodyGuard, max_depth=settings.max_json_depth)
     return app

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request
 
+from api.run_manager import RunManager
 from api.settings import Settings
 from chains import ModelInfo, RegisteredChain
 from chains.history import ThreadStore
@@ -29,7 +30,13 @@ def get_threads(request: Request) -> ThreadStore:
     return threads
 
 
+def get_runs(request: Request) -> RunManager:
+    runs: RunManager = request.app.state.runs
+    return runs
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+RunsDep = Annotated[RunManager, Depends(get_runs)]
 ThreadsDep = Annotated[ThreadStore, Depends(get_threads)]
 ChainsDep = Annotated[dict[str, RegisteredChain], Depends(get_chains)]
 ModelInfoDep = Annotated[ModelInfo, Depends(get_model_info)]

@@ -16,6 +16,8 @@ _CODES: dict[int, ErrorCode] = {
     400: "invalid_config",
     404: "not_found",
     405: "method_not_allowed",
+    409: "conflict",
+    410: "gone",
     422: "invalid_request",
 }
 

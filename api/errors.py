@@ -21,6 +21,8 @@ ErrorCode = Literal[
     "invalid_body",
     "not_found",
     "method_not_allowed",
+    "conflict",
+    "gone",
     "upstream_auth",
     "upstream_bad_request",
     "upstream_rate_limited",

@@ -1,21 +1,20 @@
-"""The SSE response for a chain run: held headers, ids, keepalives, and cancel on hang-up.
+"""The SSE response that follows a run's events: held headers, ids, keepalives, hang-ups.
 
 Deliberate divergences from FastAPI's generator-based SSE routes (`response_class=
 EventSourceResponse` with `yield`), each because the chainserve contract needs it:
+- It reads a run log rather than iterating the chain, so the run can outlive the
+  connection (`on_disconnect: continue`) and another connection can join it.
 - Headers are held until the first chunk (up to a cap) so a run that fails before
   producing anything is a real HTTP error (429/502/503/504), not a 200 with an error event.
 - The client's `http.disconnect` is watched from the start, including while headers are
-  held and while the model is silent, so a hang-up cancels the upstream request at once
-  instead of at the next write.
+  held and while the model is silent, so a hang-up cancels the run at once instead of at
+  the next write.
 - The keepalive interval comes from Settings rather than a module constant.
 Wire encoding is FastAPI's own `format_sse_event`.
 """
 
-import asyncio
-import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
+import time
+from collections.abc import Awaitable, Callable
 
 import anyio
 from fastapi.sse import EventSourceResponse, format_sse_event
@@ -23,134 +22,109 @@ from starlette.types import Receive, Scope, Send
 
 from api.disconnect import wait_for_disconnect
 from api.encoding import to_json
-from api.errors import ChainError, classify, log_failure
-from api.runs import Run
+from api.run_log import TERMINAL_EVENTS, RunEvent, RunGone, RunLog
 
-logger = logging.getLogger("chainserve.stream")
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
-SSE_HEADERS = {
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",
-}
+OnHangUp = Callable[[], Awaitable[object]]
 
 
-@dataclass(frozen=True)
-class _Failed:
-    exc: Exception
-
-
-_DONE = object()
-_IDLE = object()
-"""Nothing arrived within the wait: time for a keepalive (a chain may yield `None` itself)."""
-
-
-class ChainEventStream(EventSourceResponse):
-    """Streams one run of a chain as `metadata`, `data`*, then `end` or `error` events."""
+class RunEventStream(EventSourceResponse):
+    """Streams a run's events after `after` until its `end` or `error` event."""
 
     def __init__(
         self,
-        chunks: AsyncIterator[Any],
-        run: Run,
+        log: RunLog,
+        run_id: str,
         *,
+        after: int = -1,
         keepalive_seconds: float,
-        hold_seconds: float,
+        hold_seconds: float = 0.0,
+        on_hang_up: OnHangUp | None = None,
     ) -> None:
-        super().__init__(content=iter(()), headers={**SSE_HEADERS, "X-Run-Id": run.run_id})
-        self._chunks = chunks
-        self._run = run
+        super().__init__(content=iter(()), headers={**SSE_HEADERS, "X-Run-Id": run_id})
+        self._log = log
+        self._run_id = run_id
+        self._after = after
         self._keepalive = keepalive_seconds
         self._hold = hold_seconds
-        self._next_id = 0
-        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1)
+        self._on_hang_up = on_hang_up
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async with anyio.create_task_group() as group:
-            group.start_soon(self._produce)
-            group.start_soon(self._watch_disconnect, receive, group.cancel_scope)
+
+            async def watch() -> None:
+                await wait_for_disconnect(receive)
+                if self._on_hang_up is not None:
+                    with anyio.CancelScope(shield=True):
+                        await self._on_hang_up()
+                group.cancel_scope.cancel()
+
+            group.start_soon(watch)
             await self._relay(send)
             group.cancel_scope.cancel()
-        if self._run.status == "running":
-            # Only a hang-up ends the group without a verdict: the run was cancelled.
-            self._run.finish("cancelled")
 
-    async def _watch_disconnect(self, receive: Receive, scope: anyio.CancelScope) -> None:
-        await wait_for_disconnect(receive)
-        scope.cancel()
-
-    async def _produce(self) -> None:
-        """Pull chunks from the chain into the queue; a hang-up cancels this mid-`await`."""
-        try:
-            async for chunk in self._chunks:
-                await self._queue.put(chunk)
-        except Exception as exc:  # noqa: BLE001 - every chain failure becomes a typed error
-            await self._queue.put(_Failed(exc))
-            return
-        finally:
-            # Close the chain's generators now, inside this task, not whenever GC gets to them.
-            aclose = getattr(self._chunks, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        await self._queue.put(_DONE)
-
-    async def _next(self, wait: float) -> Any:
-        """The next item, or `_IDLE` on timeout; `Queue.get` never loses an item when cancelled."""
-        with anyio.move_on_after(wait):
-            return await self._queue.get()
-        return _IDLE
+    async def _held(self) -> list[RunEvent]:
+        """Events up to the first one past `metadata`, or whatever came within the hold cap."""
+        deadline = time.monotonic() + self._hold
+        events = await self._log.read(self._run_id, self._after, 0)
+        while not any(e.event != "metadata" for e in events):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            after = events[-1].seq if events else self._after
+            events += await self._log.read(self._run_id, after, left)
+        return events
 
     async def _relay(self, send: Send) -> None:
-        first = await self._next(self._hold)
-        if isinstance(first, _Failed):
-            await self._send_error_response(send, first.exc)
+        events = await self._held()
+        if await self._failed_early(events, send):
             return
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
-        await self._send_event(send, "metadata", to_json(self._run.metadata()))
-        item = first
-        while not await self._emit(send, item):
-            item = await self._next(self._keepalive)
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        last = self._after
+        while True:
+            for event in events:
+                await send({"type": "http.response.body", "body": _frame(event), "more_body": True})
+                last = event.seq
+                if event.event in TERMINAL_EVENTS:
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    return
+            try:
+                events = await self._log.read(self._run_id, last, self._keepalive)
+            except (KeyError, RunGone):
+                # Expired or trimmed under us: end the stream; a reconnect gets 404/410.
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            if not events:
+                await send(
+                    {"type": "http.response.body", "body": b": keepalive\n\n", "more_body": True}
+                )
 
-    async def _emit(self, send: Send, item: Any) -> bool:
-        """Send what `item` calls for; True once the stream is complete."""
-        if item is _IDLE:
-            await send(
-                {"type": "http.response.body", "body": b": keepalive\n\n", "more_body": True}
-            )
+    async def _failed_early(self, events: list[RunEvent], send: Send) -> bool:
+        """A run that failed before any output is answered with its HTTP error, not a 200."""
+        if self._hold <= 0:
+            return False  # a join replays what happened, failures included
+        if not any(e.event == "error" for e in events) or any(e.event == "data" for e in events):
             return False
-        if isinstance(item, _Failed):
-            error = self._fail(item.exc)
-            await self._send_event(send, "error", to_json(error.payload(self._run.run_id)))
-            return True
-        if item is _DONE:
-            self._run.finish("done")
-            await self._send_event(send, "end", to_json(self._run.summary()))
-            return True
-        if not (isinstance(item, str) and item == ""):  # the usage-only chunk says nothing
-            self._run.mark_chunk()
-            await self._send_event(send, "data", to_json(item))
-        return False
-
-    def _fail(self, exc: Exception) -> ChainError:
-        error = classify(exc)
-        log_failure(exc, error, self._run.run_id)
-        self._run.finish("error")
-        return error
-
-    async def _send_event(self, send: Send, event: str, data: str) -> None:
-        body = format_sse_event(data_str=data, event=event, id=str(self._next_id))
-        self._next_id += 1
-        await send({"type": "http.response.body", "body": body, "more_body": True})
-
-    async def _send_error_response(self, send: Send, exc: Exception) -> None:
-        error = self._fail(exc)
-        body = to_json({"error": error.payload(self._run.run_id)}).encode()
+        record = await self._log.get(self._run_id)
+        if record is None or record.http_status is None or record.error is None:
+            return False
+        body = to_json({"error": record.error}).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
-            (b"x-run-id", self._run.run_id.encode()),
-            *((k.lower().encode(), v.encode()) for k, v in error.headers().items()),
+            (b"x-run-id", self._run_id.encode()),
         ]
-        await send({"type": "http.response.start", "status": error.status, "headers": headers})
+        if record.retry_after:
+            headers.append((b"retry-after", record.retry_after.encode()))
+        await send(
+            {"type": "http.response.start", "status": record.http_status, "headers": headers}
+        )
         await send({"type": "http.response.body", "body": body, "more_body": False})
+        return True
+
+
+def _frame(event: RunEvent) -> bytes:
+    return format_sse_event(data_str=event.data, event=event.event, id=str(event.seq))

@@ -3,7 +3,7 @@
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
@@ -14,6 +14,10 @@ from api.run_config import ConfigError, chosen_model, validate_config
 from api.runs import Run
 from chains import ModelInfo, RegisteredChain
 from chains.history import THREAD_KEY, ThreadStore
+
+OnDisconnect = Literal["cancel", "continue"]
+QUERY_CONTROLS = ("config", "input", THREAD_KEY, "on_disconnect")
+"""Query parameters that steer a GET stream rather than fill the chain's input."""
 
 
 class RunRequest(BaseModel):
@@ -30,6 +34,11 @@ class RunRequest(BaseModel):
         None,
         pattern=r"^[A-Za-z0-9_-]{1,64}$",
         description="Continue this thread (chains with memory); same as configurable.thread_id.",
+    )
+    on_disconnect: OnDisconnect = Field(
+        "cancel",
+        description="`cancel` the run when the client hangs up, or `continue` it so a client "
+        "can rejoin with GET /runs/{run_id}/stream.",
     )
 
 
@@ -101,7 +110,13 @@ def prepare_run(
                 [{"type": "value_error", "loc": loc, "msg": exc.message, "input": raw_config}]
             ) from None
         raise HTTPException(exc.status, exc.message) from None
-    run = Run(chain=chain.name, model=model, model_name=chosen_model(chain, config, model.name))
+    thread_id = config.get("configurable", {}).get(THREAD_KEY) or None
+    run = Run(
+        chain=chain.name,
+        model=model,
+        model_name=chosen_model(chain, config, model.name),
+        thread_id=thread_id,
+    )
     return PreparedRun(chain_input, run.config(config), run)
 
 
@@ -127,7 +142,7 @@ def input_from_query(chain: RegisteredChain, params: Mapping[str, str]) -> tuple
     config = with_thread(config, params.get(THREAD_KEY), where="query")
     if "input" in params:
         return _json_param(params, "input"), config
-    fields = {k: v for k, v in params.items() if k not in ("config", THREAD_KEY)}
+    fields = {k: v for k, v in params.items() if k not in QUERY_CONTROLS}
     if chain.spec.from_query is not None:
         return chain.spec.from_query(fields), config
     return fields, config

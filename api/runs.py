@@ -4,17 +4,18 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackHandler
+from langchain_core.messages import BaseMessage
+from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.runnables import RunnableConfig
 
+from api.run_log import RunStatus
 from chains import ModelInfo
 
 logger = logging.getLogger("chainserve.runs")
-
-RunStatus = Literal["running", "done", "error", "cancelled"]
 
 
 class UsageCollector(AsyncCallbackHandler):
@@ -23,6 +24,13 @@ class UsageCollector(AsyncCallbackHandler):
     def __init__(self) -> None:
         self.usage: dict[str, int] | None = None
         self.finish_reason: str | None = None
+        self.approx_input_tokens = 0
+
+    async def on_chat_model_start(
+        self, serialized: dict[str, Any], messages: list[list[BaseMessage]], **kwargs: Any
+    ) -> None:
+        # Providers report usage only at the end; a cancelled run still deserves an estimate.
+        self.approx_input_tokens += sum(count_tokens_approximately(m) for m in messages)
 
     async def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
         for generations in response.generations:
@@ -55,6 +63,8 @@ class Run:
     first_chunk_at: float | None = None
     ended_at: float | None = None
     status: RunStatus = "running"
+    thread_id: str | None = None
+    chunks: int = 0
     stats: UsageCollector = field(default_factory=UsageCollector)
 
     def config(self, base: RunnableConfig) -> RunnableConfig:
@@ -62,8 +72,23 @@ class Run:
         return {**base, "run_id": uuid.UUID(self.run_id), "callbacks": [self.stats]}
 
     def mark_chunk(self) -> None:
+        self.chunks += 1
         if self.first_chunk_at is None:
             self.first_chunk_at = time.monotonic()
+
+    def usage(self) -> dict[str, Any] | None:
+        """The provider's figures; for a run cut short, an estimate marked `approximate`."""
+        if self.stats.usage is not None or self.status == "done":
+            return self.stats.usage
+        if not (self.chunks or self.stats.approx_input_tokens):
+            return None
+        prompt, output = self.stats.approx_input_tokens, self.chunks
+        return {
+            "input_tokens": prompt,
+            "output_tokens": output,
+            "total_tokens": prompt + output,
+            "approximate": True,
+        }
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -83,7 +108,7 @@ class Run:
     def summary(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
-            "usage": self.stats.usage,
+            "usage": self.usage(),
             "finish_reason": self.stats.finish_reason,
             "timings": self.timings(),
         }
@@ -92,7 +117,7 @@ class Run:
         self.status = status
         self.ended_at = time.monotonic()
         t = self.timings()
-        usage = self.stats.usage or {}
+        usage = self.usage() or {}
         logger.info(
             "run %s %s chain=%s model=%s ttft_ms=%s total_ms=%s tokens_in=%s tokens_out=%s",
             self.run_id,

@@ -1,5 +1,7 @@
 """Choose the durable stores from Settings: embedded by default, Redis when configured."""
 
+from api.run_log import RunLog
+from api.run_log_memory import MemoryRunLog
 from api.settings import Settings
 from chains.history import ThreadStore
 from chains.history.sqlite import SQLiteThreadStore
@@ -12,3 +14,17 @@ def build_thread_store(settings: Settings) -> ThreadStore:
 
         return RedisThreadStore(settings.redis_url.get_secret_value())
     return SQLiteThreadStore(settings.data_dir / "threads.sqlite3")
+
+
+def build_run_log(settings: Settings) -> RunLog:
+    """Runs are logged in-process unless `CHAINSERVE_REDIS_URL` is set (then any worker can
+    join or cancel any run)."""
+    if settings.redis_url is not None:
+        from api.run_log_redis import RedisRunLog
+
+        return RedisRunLog(
+            settings.redis_url.get_secret_value(),
+            ttl=settings.run_ttl_seconds,
+            max_events=settings.run_max_events,
+        )
+    return MemoryRunLog(ttl=settings.run_ttl_seconds, max_events=settings.run_max_events)

@@ -9,12 +9,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from langchain_core.runnables import RunnableConfig
 
-from api.deps import ChainDep, ChainsDep, ModelInfoDep, SettingsDep, ThreadsDep
+from api.deps import ChainDep, ChainsDep, ModelInfoDep, RunsDep, SettingsDep, ThreadsDep
 from api.disconnect import cancel_on_disconnect
 from api.encoding import to_jsonable
 from api.errors import classify, log_failure
-from api.event_stream import ChainEventStream
+from api.event_stream import RunEventStream
+from api.run_manager import RunManager
 from api.run_request import (
+    OnDisconnect,
     PreparedRun,
     RunRequest,
     check_thread,
@@ -74,13 +76,21 @@ async def list_chains(chains: ChainsDep) -> dict[str, Any]:
     return {"chains": [_describe(chain) for chain in chains.values()]}
 
 
-def _stream(prepared: PreparedRun, chain: RegisteredChain, settings: Settings) -> ChainEventStream:
-    chunks = chain.runnable.astream(prepared.input, prepared.config)
-    return ChainEventStream(
-        chunks,
-        prepared.run,
+async def _stream(
+    prepared: PreparedRun,
+    chain: RegisteredChain,
+    settings: Settings,
+    runs: RunManager,
+    on_disconnect: OnDisconnect,
+) -> RunEventStream:
+    run_id = prepared.run.run_id
+    await runs.start(prepared.run, chain.runnable.astream(prepared.input, prepared.config))
+    return RunEventStream(
+        runs.log,
+        run_id,
         keepalive_seconds=settings.keepalive_seconds,
         hold_seconds=settings.first_chunk_hold_seconds,
+        on_hang_up=partial(runs.cancel, run_id) if on_disconnect == "cancel" else None,
     )
 
 
@@ -91,11 +101,12 @@ async def stream_chain(
     settings: SettingsDep,
     model: ModelInfoDep,
     threads: ThreadsDep,
-) -> ChainEventStream:
+    runs: RunsDep,
+) -> RunEventStream:
     """Stream a chain's output as Server-Sent Events."""
     prepared = prepare_run(chain, body.input, with_thread(body.config, body.thread_id), model)
     await check_thread(threads, prepared.config)
-    return _stream(prepared, chain, settings)
+    return await _stream(prepared, chain, settings, runs, body.on_disconnect)
 
 
 @router.get("/{name}/stream", responses=SSE_RESPONSE)
@@ -105,12 +116,14 @@ async def stream_chain_from_query(
     settings: SettingsDep,
     model: ModelInfoDep,
     threads: ThreadsDep,
-) -> ChainEventStream:
+    runs: RunsDep,
+    on_disconnect: OnDisconnect = "cancel",
+) -> RunEventStream:
     """Stream a chain for a browser `EventSource`: input from the query string."""
     raw_input, raw_config = input_from_query(chain, request.query_params)
     prepared = prepare_run(chain, raw_input, raw_config, model, where=("query",))
     await check_thread(threads, prepared.config)
-    return _stream(prepared, chain, settings)
+    return await _stream(prepared, chain, settings, runs, on_disconnect)
 
 
 @router.post("/{name}/invoke")
@@ -122,10 +135,12 @@ async def invoke_chain(
     await check_thread(threads, prepared.config)
     run = prepared.run
     headers = {"X-Run-Id": run.run_id}
+    work = partial(_invoke, chain, prepared.input, prepared.config)
     try:
-        done = await cancel_on_disconnect(
-            request.receive, partial(_invoke, chain, prepared.input, prepared.config)
-        )
+        if body.on_disconnect == "continue":
+            done: _Output | None = await work()
+        else:
+            done = await cancel_on_disconnect(request.receive, work)
     except Exception as exc:  # noqa: BLE001 - reported to the client as a typed error
         error = classify(exc)
         log_failure(exc, error, run.run_id)

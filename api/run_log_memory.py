@@ -1,0 +1,103 @@
+"""The in-process run log: the default for a single worker; bounded, with a TTL."""
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from api.run_log import RunEvent, RunGone, RunRecord
+
+
+@dataclass
+class _Entry:
+    record: RunRecord
+    expires_at: float
+    events: list[RunEvent] = field(default_factory=list)
+    """Contiguous by seq, so a reader slices instead of scanning."""
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def since(self, after: int) -> list[RunEvent]:
+        first = self.events[0].seq if self.events else self.record.last_seq + 1
+        if after + 1 < first:
+            raise RunGone(self.record.run_id)
+        return self.events[after + 1 - first :]
+
+    def trim(self, keep: int) -> None:
+        # Amortised: drop the oldest half once the window is twice the bound.
+        if len(self.events) >= 2 * keep:
+            del self.events[: len(self.events) - keep]
+
+
+class MemoryRunLog:
+    """Runs in a dict, oldest evicted first; each keeps its last `max_events` events."""
+
+    def __init__(self, *, ttl: float, max_events: int, max_runs: int = 10_000) -> None:
+        self._ttl = ttl
+        self._max_events = max_events
+        self._max_runs = max_runs
+        self._runs: OrderedDict[str, _Entry] = OrderedDict()
+
+    def _entry(self, run_id: str) -> _Entry:
+        entry = self._runs.get(run_id)
+        if entry is None or entry.expires_at < time.monotonic():
+            self._runs.pop(run_id, None)
+            raise KeyError(run_id)
+        return entry
+
+    def _evict(self) -> None:
+        now = time.monotonic()
+        while self._runs:
+            oldest = next(iter(self._runs.values()))
+            if len(self._runs) <= self._max_runs and oldest.expires_at >= now:
+                break
+            self._runs.popitem(last=False)
+
+    async def create(self, record: RunRecord, metadata: str) -> None:
+        self._evict()
+        self._runs[record.run_id] = _Entry(record, time.monotonic() + self._ttl)
+        await self.append(record.run_id, "metadata", metadata)
+
+    async def append(self, run_id: str, event: str, data: str, output: str = "") -> int:
+        entry = self._entry(run_id)
+        record = entry.record
+        record.last_seq += 1
+        record.output += output
+        entry.events.append(RunEvent(record.last_seq, event, data))
+        entry.trim(self._max_events)
+        entry.expires_at = time.monotonic() + self._ttl
+        self._runs.move_to_end(run_id)
+        entry.changed.set()
+        entry.changed = asyncio.Event()
+        return record.last_seq
+
+    async def finish(self, run_id: str, changes: dict[str, Any], event: str, data: str) -> None:
+        entry = self._entry(run_id)
+        entry.record = replace(entry.record, **changes)
+        await self.append(run_id, event, data)
+
+    async def get(self, run_id: str) -> RunRecord | None:
+        try:
+            return replace(self._entry(run_id).record)
+        except KeyError:
+            return None
+
+    async def read(self, run_id: str, after: int, wait: float) -> list[RunEvent]:
+        entry = self._entry(run_id)
+        if entry.record.last_seq <= after and wait > 0:
+            try:
+                await asyncio.wait_for(entry.changed.wait(), wait)
+            except TimeoutError:
+                return []
+        return entry.since(after)
+
+    async def publish_cancel(self, run_id: str) -> None:
+        return None  # one process: the run manager cancels its own tasks directly
+
+    async def cancellations(self) -> AsyncIterator[str]:
+        await asyncio.Event().wait()  # nothing ever arrives from elsewhere
+        yield ""  # pragma: no cover - unreachable, makes this an async generator
+
+    async def aclose(self) -> None:
+        self._runs.clear()

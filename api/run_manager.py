@@ -1,0 +1,140 @@
+"""Runs as background tasks that write to the run log, so they can outlive their request."""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from pydantic import BaseModel
+
+from api.encoding import to_json
+from api.errors import classify, log_failure
+from api.run_log import RunLog, RunRecord
+from api.runs import Run
+
+logger = logging.getLogger("chainserve.runs")
+
+CANCEL_WAIT_SECONDS = 5.0
+
+
+def _text(chunk: Any) -> str:
+    """The text a chunk adds to the run's output (message chunks contribute their content)."""
+    if isinstance(chunk, str):
+        return chunk
+    content = getattr(chunk, "content", None) if isinstance(chunk, BaseModel) else None
+    return content if isinstance(content, str) else ""
+
+
+class RunManager:
+    """Starts runs, cancels them (here or, through the log, on another worker), and cleans up."""
+
+    def __init__(self, log: RunLog) -> None:
+        self.log = log
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._listener: asyncio.Task[None] | None = None
+
+    async def start(self, run: Run, chunks: AsyncIterator[Any]) -> None:
+        record = RunRecord(
+            run_id=run.run_id,
+            chain=run.chain,
+            model=run.metadata()["model"],
+            created_at=time.time(),
+            thread_id=run.thread_id,
+        )
+        await self.log.create(record, to_json(run.metadata()))
+        task = asyncio.create_task(self._execute(run, chunks), name=f"run-{run.run_id}")
+        self._tasks[run.run_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(run.run_id, None))
+
+    async def _execute(self, run: Run, chunks: AsyncIterator[Any]) -> None:
+        try:
+            async for chunk in chunks:
+                if isinstance(chunk, str) and not chunk:
+                    continue  # the usage-only chunk says nothing to a client
+                run.mark_chunk()
+                await self.log.append(run.run_id, "data", to_json(chunk), _text(chunk))
+        except Exception as exc:  # noqa: BLE001 - every chain failure becomes a typed error
+            await self._fail(run, exc)
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await self._record_cancel(run)
+            raise
+        else:
+            run.finish("done")
+            summary = run.summary()
+            await self.log.finish(run.run_id, self._changes(run), "end", to_json(summary))
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    await aclose()
+
+    def _changes(self, run: Run, **extra: Any) -> dict[str, Any]:
+        summary = run.summary()
+        return {
+            "status": run.status,
+            "usage": summary["usage"],
+            "finish_reason": summary["finish_reason"],
+            "timings": summary["timings"],
+            **extra,
+        }
+
+    async def _fail(self, run: Run, exc: Exception) -> None:
+        error = classify(exc)
+        log_failure(exc, error, run.run_id)
+        run.finish("error")
+        payload = error.payload(run.run_id)
+        changes = self._changes(
+            run, error=payload, http_status=error.status, retry_after=error.retry_after
+        )
+        await self.log.finish(run.run_id, changes, "error", to_json(payload))
+
+    async def _record_cancel(self, run: Run) -> None:
+        run.finish("cancelled")
+        payload = {
+            "code": "cancelled",
+            "message": "The run was cancelled.",
+            "retryable": False,
+            "run_id": run.run_id,
+        }
+        with contextlib.suppress(Exception):  # a log outage must not hide the cancellation
+            await self.log.finish(
+                run.run_id, self._changes(run, error=payload), "error", to_json(payload)
+            )
+
+    async def cancel(self, run_id: str) -> RunRecord | None:
+        """Cancel a running run wherever it runs; returns its record once it has stopped."""
+        task = self._tasks.get(run_id)
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task}, timeout=CANCEL_WAIT_SECONDS)
+            return await self.log.get(run_id)
+        record = await self.log.get(run_id)
+        if record is None or record.status != "running":
+            return record
+        await self.log.publish_cancel(run_id)
+        deadline = time.monotonic() + CANCEL_WAIT_SECONDS
+        while record is not None and record.status == "running" and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            record = await self.log.get(run_id)
+        return record
+
+    async def _listen(self) -> None:
+        async for run_id in self.log.cancellations():
+            task = self._tasks.get(run_id)
+            if task is not None:
+                task.cancel()
+
+    def start_listening(self) -> None:
+        """Honour cancels sent through the log by other workers."""
+        self._listener = asyncio.create_task(self._listen(), name="run-cancel-listener")
+
+    async def aclose(self) -> None:
+        """Cancel what still runs (recorded as cancelled) and stop listening."""
+        tasks = [*self._tasks.values(), *([self._listener] if self._listener else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
