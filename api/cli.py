@@ -2,6 +2,7 @@
 
 import argparse
 import copy
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,6 +46,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = Settings()
     args = _parser(settings).parse_args(argv)
     if args.command == "serve":
+        if args.workers > 1 and settings.redis_url is None:
+            print(
+                "chainserve: warning: without CHAINSERVE_REDIS_URL each worker keeps its own run "
+                "log, so joining or cancelling a run only works on the worker that runs it",
+                file=sys.stderr,
+            )
         uvicorn.run(
             "api.app:create_app",
             factory=True,

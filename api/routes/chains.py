@@ -118,8 +118,12 @@ async def stream_chain_from_query(
     threads: ThreadsDep,
     runs: RunsDep,
     on_disconnect: OnDisconnect = "cancel",
-) -> RunEventStream:
+) -> Response:
     """Stream a chain for a browser `EventSource`: input from the query string."""
+    if request.headers.get("last-event-id") is not None:
+        # An EventSource reconnecting here would start the run over (and pay for it twice).
+        # 204 tells it to stop; the client resumes with GET /runs/{run_id}/stream instead.
+        return Response(status_code=204)
     raw_input, raw_config = input_from_query(chain, request.query_params)
     prepared = prepare_run(chain, raw_input, raw_config, model, where=("query",))
     await check_thread(threads, prepared.config)

@@ -200,3 +200,15 @@ async def test_a_continued_run_still_extends_its_thread(
     async with httpx.AsyncClient(base_url=openai_server.url) as client:
         messages = (await client.get(f"/threads/{thread_id}")).json()["messages"]
     assert [m["content"] for m in messages] == ["keep going", "".join(TOKENS)]
+
+
+async def test_event_source_reconnecting_to_a_get_stream_is_told_to_stop_not_rerun(
+    openai_server: LiveServer, upstream: MockUpstream
+) -> None:
+    """A reconnect would start the run again; 204 stops EventSource retrying."""
+    async with httpx.AsyncClient(base_url=openai_server.url) as client:
+        response = await client.get(
+            "/chains/chat/stream", params={"message": "hi"}, headers={"Last-Event-ID": "3"}
+        )
+    assert response.status_code == 204
+    assert upstream.requests == []
