@@ -33,7 +33,7 @@ class _Entry:
 class MemoryRunLog:
     """Runs in a dict, oldest evicted first; each keeps its last `max_events` events."""
 
-    def __init__(self, *, ttl: float, max_events: int, max_runs: int = 10_000) -> None:
+    def __init__(self, *, ttl: float, max_events: int, max_runs: int = 1_000) -> None:
         self._ttl = ttl
         self._max_events = max_events
         self._max_runs = max_runs

@@ -123,10 +123,19 @@ class RunManager:
         return record
 
     async def _listen(self) -> None:
-        async for run_id in self.log.cancellations():
-            task = self._tasks.get(run_id)
-            if task is not None:
-                task.cancel()
+        """Follow cancel requests for as long as the app runs, reconnecting after outages."""
+        delay = 0.5
+        while True:
+            try:
+                async for run_id in self.log.cancellations():
+                    delay = 0.5
+                    task = self._tasks.get(run_id)
+                    if task is not None:
+                        task.cancel()
+            except Exception:
+                logger.warning("lost the run-cancel channel; retrying in %.1fs", delay, exc_info=True)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
     def start_listening(self) -> None:
         """Honour cancels sent through the log by other workers."""
