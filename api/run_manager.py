@@ -132,8 +132,8 @@ class RunManager:
                     task = self._tasks.get(run_id)
                     if task is not None:
                         task.cancel()
-            except Exception:
-                logger.warning("lost the run-cancel channel; retrying in %.1fs", delay, exc_info=True)
+            except Exception:  # a Redis outage must not end cancellation for good
+                logger.warning("run-cancel channel lost; retry in %.1fs", delay, exc_info=True)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
 
