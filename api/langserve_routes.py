@@ -10,6 +10,7 @@ Two deliberate differences from a stock `add_routes` mount:
 """
 
 import enum
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
@@ -74,6 +75,16 @@ def _check_config(chain: RegisteredChain, config: Any) -> None:
         raise HTTPException(exc.status, exc.message) from None
 
 
+def _config_from_hash(config_hash: str) -> Any:
+    from langserve.lzstring import LZString
+
+    try:
+        text = LZString.decompressFromEncodedURIComponent(config_hash)  # type: ignore[no-untyped-call]
+        return json.loads(text or "null")
+    except (ValueError, TypeError):
+        return None  # LangServe answers an undecodable hash with its own 400
+
+
 def _check_batch_inputs(chain: RegisteredChain, inputs: list[Any]) -> None:
     """LangServe 0.3.3 lets a batch input's ValidationError escape as a 500; make it a 422."""
     errors: list[dict[str, Any]] = []
@@ -91,20 +102,23 @@ def _check_batch_inputs(chain: RegisteredChain, inputs: list[Any]) -> None:
 
 def _request_guard(chain: RegisteredChain) -> Callable[[Request], Awaitable[None]]:
     async def check_request(request: Request) -> None:
-        if request.method != "POST":
-            return
-        try:
-            body = await request.json()
-        except ValueError:
-            return  # not JSON: LangServe's own validation answers with a 422
-        if not isinstance(body, dict):
-            return
-        config = body.get("config")
-        for one in config if isinstance(config, list) else [config]:
+        configs: list[Any] = []
+        if "config_hash" in request.path_params:  # the playground's /c/{hash}/... routes
+            configs.append(_config_from_hash(request.path_params["config_hash"]))
+        body: Any = None
+        if request.method == "POST":
+            try:
+                body = await request.json()
+            except ValueError:
+                body = None  # not JSON: LangServe's own validation answers with a 422
+        if isinstance(body, dict):
+            config = body.get("config")
+            configs.extend(config if isinstance(config, list) else [config])
+        for one in configs:
             _check_config(chain, one)
             if isinstance(one, dict) and isinstance(one.get("configurable"), dict):
                 await check_thread(request.app.state.threads, one)
-        if isinstance(body.get("inputs"), list):
+        if isinstance(body, dict) and isinstance(body.get("inputs"), list):
             _check_batch_inputs(chain, body["inputs"])
 
     return check_request

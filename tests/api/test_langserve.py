@@ -141,3 +141,26 @@ async def test_playground_can_be_switched_off(start_server: ServerFactory) -> No
         assert (
             await client.post("/langserve/chat/invoke", json={"input": ROLE_STYLE})
         ).status_code == 200
+
+
+async def test_config_in_the_playground_url_hash_obeys_the_allow_list(
+    openai_server: LiveServer, upstream: MockUpstream
+) -> None:
+    from langserve.lzstring import LZString
+
+    bad = LZString.compressToEncodedURIComponent(
+        '{"configurable": {"base_url": "http://x.invalid"}}'
+    )
+    good = LZString.compressToEncodedURIComponent('{"configurable": {"prompt": "eli5"}}')
+    async with httpx.AsyncClient(base_url=openai_server.url, timeout=10) as client:
+        refused = await client.post(
+            f"/langserve/explain/c/{bad}/invoke", json={"input": {"topic": "x"}}
+        )
+        accepted = await client.post(
+            f"/langserve/explain/c/{good}/invoke", json={"input": {"topic": "x"}}
+        )
+    assert refused.status_code == 400
+    assert accepted.status_code == 200
+    sent = upstream.last_request.json
+    assert sent is not None
+    assert "five-year-old" in sent["messages"][0]["content"]
