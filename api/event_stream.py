@@ -10,18 +10,21 @@ EventSourceResponse` with `yield`), each because the chainserve contract needs i
   held and while the model is silent, so a hang-up cancels the run at once instead of at
   the next write.
 - The keepalive interval comes from Settings rather than a module constant.
-Wire encoding is FastAPI's own `format_sse_event`.
+Framing is pluggable (`api/protocols/`): chainserve's own events, OpenAI chunks, or the
+AI SDK's UI message stream, all from the same run.
 """
 
 import time
 from collections.abc import Awaitable, Callable
 
 import anyio
-from fastapi.sse import EventSourceResponse, format_sse_event
+from fastapi.sse import EventSourceResponse
 from starlette.types import Receive, Scope, Send
 
 from api.disconnect import wait_for_disconnect
 from api.encoding import to_json
+from api.protocols import NativeProtocol, WireProtocol
+from api.protocols.base import KEEPALIVE
 from api.run_log import TERMINAL_EVENTS, RunEvent, RunGone, RunLog
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -41,8 +44,11 @@ class RunEventStream(EventSourceResponse):
         keepalive_seconds: float,
         hold_seconds: float = 0.0,
         on_hang_up: OnHangUp | None = None,
+        protocol: WireProtocol | None = None,
     ) -> None:
-        super().__init__(content=iter(()), headers={**SSE_HEADERS, "X-Run-Id": run_id})
+        self._protocol = protocol or NativeProtocol()
+        headers = {**SSE_HEADERS, **self._protocol.headers, "X-Run-Id": run_id}
+        super().__init__(content=iter(()), headers=headers)
         self._log = log
         self._run_id = run_id
         self._after = after
@@ -86,7 +92,8 @@ class RunEventStream(EventSourceResponse):
         last = self._after
         while True:
             for event in events:
-                await send({"type": "http.response.body", "body": _frame(event), "more_body": True})
+                body = self._protocol.frame(event)
+                await send({"type": "http.response.body", "body": body, "more_body": True})
                 last = event.seq
                 if event.event in TERMINAL_EVENTS:
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -98,9 +105,7 @@ class RunEventStream(EventSourceResponse):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return
             if not events:
-                await send(
-                    {"type": "http.response.body", "body": b": keepalive\n\n", "more_body": True}
-                )
+                await send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
 
     async def _failed_early(self, events: list[RunEvent], send: Send) -> bool:
         """A run that failed before any output is answered with its HTTP error, not a 200."""
@@ -111,7 +116,7 @@ class RunEventStream(EventSourceResponse):
         record = await self._log.get(self._run_id)
         if record is None or record.http_status is None or record.error is None:
             return False
-        body = to_json({"error": record.error}).encode()
+        body = to_json(self._protocol.error_body(record.error)).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
@@ -124,7 +129,3 @@ class RunEventStream(EventSourceResponse):
         )
         await send({"type": "http.response.body", "body": body, "more_body": False})
         return True
-
-
-def _frame(event: RunEvent) -> bytes:
-    return format_sse_event(data_str=event.data, event=event.event, id=str(event.seq))

@@ -1,30 +1,23 @@
 """Native chain routes: list, stream over SSE (POST and GET), invoke."""
 
 import enum
-from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from langchain_core.runnables import RunnableConfig
 
 from api.deps import ChainDep, ChainsDep, ModelInfoDep, RunsDep, SettingsDep, ThreadsDep
-from api.disconnect import cancel_on_disconnect
 from api.encoding import to_jsonable
-from api.errors import classify, log_failure
 from api.event_stream import RunEventStream
-from api.run_manager import RunManager
+from api.run_calls import Failed, invoke, start_stream
 from api.run_request import (
     OnDisconnect,
-    PreparedRun,
     RunRequest,
     check_thread,
     input_from_query,
     prepare_run,
     with_thread,
 )
-from api.settings import Settings
 from chains import RegisteredChain
 
 router = APIRouter(prefix="/chains", tags=["chains"])
@@ -76,24 +69,6 @@ async def list_chains(chains: ChainsDep) -> dict[str, Any]:
     return {"chains": [_describe(chain) for chain in chains.values()]}
 
 
-async def _stream(
-    prepared: PreparedRun,
-    chain: RegisteredChain,
-    settings: Settings,
-    runs: RunManager,
-    on_disconnect: OnDisconnect,
-) -> RunEventStream:
-    run_id = prepared.run.run_id
-    await runs.start(prepared.run, chain.runnable.astream(prepared.input, prepared.config))
-    return RunEventStream(
-        runs.log,
-        run_id,
-        keepalive_seconds=settings.keepalive_seconds,
-        hold_seconds=settings.first_chunk_hold_seconds,
-        on_hang_up=partial(runs.cancel, run_id) if on_disconnect == "cancel" else None,
-    )
-
-
 @router.post("/{name}/stream", responses=SSE_RESPONSE)
 async def stream_chain(
     body: RunRequest,
@@ -106,7 +81,7 @@ async def stream_chain(
     """Stream a chain's output as Server-Sent Events."""
     prepared = prepare_run(chain, body.input, with_thread(body.config, body.thread_id), model)
     await check_thread(threads, prepared.config)
-    return await _stream(prepared, chain, settings, runs, body.on_disconnect)
+    return await start_stream(runs, settings, chain, prepared, body.on_disconnect)
 
 
 @router.get("/{name}/stream", responses=SSE_RESPONSE)
@@ -127,7 +102,7 @@ async def stream_chain_from_query(
     raw_input, raw_config = input_from_query(chain, request.query_params)
     prepared = prepare_run(chain, raw_input, raw_config, model, where=("query",))
     await check_thread(threads, prepared.config)
-    return await _stream(prepared, chain, settings, runs, on_disconnect)
+    return await start_stream(runs, settings, chain, prepared, on_disconnect)
 
 
 @router.post("/{name}/invoke")
@@ -139,37 +114,17 @@ async def invoke_chain(
     await check_thread(threads, prepared.config)
     run = prepared.run
     headers = {"X-Run-Id": run.run_id}
-    work = partial(_invoke, chain, prepared.input, prepared.config)
-    try:
-        if body.on_disconnect == "continue":
-            done: _Output | None = await work()
-        else:
-            done = await cancel_on_disconnect(request.receive, work)
-    except Exception as exc:  # noqa: BLE001 - reported to the client as a typed error
-        error = classify(exc)
-        log_failure(exc, error, run.run_id)
-        run.finish("error")
+    result = await invoke(request.receive, chain, prepared, body.on_disconnect)
+    if result is None:
+        return Response(status_code=499)  # nobody is listening; the status is for access logs
+    if isinstance(result, Failed):
+        error = result.error
         return JSONResponse(
             {"error": error.payload(run.run_id)},
             error.status,
             headers={**headers, **error.headers()},
         )
-    if done is None:
-        run.finish("cancelled")
-        return Response(status_code=499)  # nobody is listening; the status is for access logs
-    run.mark_chunk()
-    run.finish("done")
     return JSONResponse(
-        {"output": to_jsonable(done.output), "metadata": {**run.metadata(), **run.summary()}},
+        {"output": to_jsonable(result.output), "metadata": {**run.metadata(), **run.summary()}},
         headers=headers,
     )
-
-
-@dataclass(frozen=True)
-class _Output:
-    output: Any
-
-
-async def _invoke(chain: RegisteredChain, chain_input: Any, config: RunnableConfig) -> _Output:
-    # Wrapped so a chain whose output is legitimately `None` is not mistaken for a cancel.
-    return _Output(await chain.runnable.ainvoke(chain_input, config))
