@@ -13,6 +13,7 @@ from api.error_handlers import install_error_handlers
 from api.langserve_routes import mount_langserve, reset_loop_state
 from api.routes import chains as chain_routes
 from api.routes import health
+from api.routes import openai as openai_routes
 from api.routes import runs as run_routes
 from api.routes import threads as thread_routes
 from api.run_manager import RunManager
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(chain_routes.router)
     app.include_router(thread_routes.router)
     app.include_router(run_routes.router)
+    app.include_router(openai_routes.router)
     mount_langserve(app, chains, playground=settings.langserve_playground)
     app.add_middleware(BodyGuard, max_depth=settings.max_json_depth)
     return app

@@ -12,6 +12,9 @@ import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.openai_errors import is_openai_path
+from api.protocols.openai_chat import openai_error
+
 _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
 
 
@@ -58,7 +61,7 @@ class BodyGuard:
         body = b"".join(chunks)
         problem = _problem(body, self.max_depth)
         if problem:
-            await _reject(send, problem)
+            await _reject(send, problem, openai=is_openai_path(scope["path"]))
             return
         await self.app(scope, _replay(body, receive), send)
 
@@ -76,10 +79,13 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _reject(send: Send, message: str) -> None:
-    payload = json.dumps(
-        {"error": {"code": "invalid_body", "message": message, "retryable": False}}
-    ).encode()
+async def _reject(send: Send, message: str, *, openai: bool) -> None:
+    error = (
+        openai_error(400, "invalid_body", message)
+        if openai
+        else {"error": {"code": "invalid_body", "message": message, "retryable": False}}
+    )
+    payload = json.dumps(error).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(payload)).encode()),

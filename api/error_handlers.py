@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from api.errors import ErrorCode
+from api.openai_errors import OpenAIRequestError, is_openai_path, openai_response
 
 logger = logging.getLogger("chainserve.errors")
 
@@ -32,6 +33,8 @@ def _loc(loc: Any) -> str:
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    if is_openai_path(request.url.path):
+        return openai_response(request, exc)
     details = [
         {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
         for err in exc.errors()
@@ -45,6 +48,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if is_openai_path(request.url.path):
+        return openai_response(request, exc)
     code = _CODES.get(exc.status_code, "invalid_request")
     message = exc.detail if isinstance(exc.detail, str) else "request failed"
     return JSONResponse(_body(code, message), exc.status_code, headers=exc.headers)
@@ -52,10 +57,17 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    if is_openai_path(request.url.path):
+        return openai_response(request, exc)
     return JSONResponse(_body("internal_error", "internal server error"), 500)
 
 
+async def _openai_error(request: Request, exc: Exception) -> JSONResponse:
+    return openai_response(request, exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(OpenAIRequestError, _openai_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

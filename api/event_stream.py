@@ -116,7 +116,7 @@ class RunEventStream(EventSourceResponse):
         record = await self._log.get(self._run_id)
         if record is None or record.http_status is None or record.error is None:
             return False
-        body = to_json(self._protocol.error_body(record.error)).encode()
+        body = to_json(self._protocol.error_body(record.http_status, record.error)).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),

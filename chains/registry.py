@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
 
+from langchain_core.messages import BaseMessage
 from langchain_core.runnables import ConfigurableFieldSpec, Runnable
 from pydantic import BaseModel
 
@@ -14,6 +15,7 @@ from chains.history import ThreadStore, with_thread_history
 from chains.models import ModelConfig
 
 QueryMapper = Callable[[Mapping[str, str]], dict[str, Any]]
+MessagesMapper = Callable[[list[BaseMessage]], dict[str, Any]]
 Playground = Literal["default", "chat"]
 
 
@@ -28,6 +30,8 @@ class ChainSpec:
     """Validates and coerces request input before anything reaches the model."""
     from_query: QueryMapper | None = None
     """Maps flat query parameters (`?topic=...`) to input, for browser `EventSource`."""
+    from_messages: MessagesMapper | None = None
+    """Maps a chat transcript (OpenAI-style clients, useChat) to input; see `input_from_messages`."""
     playground: Playground = "default"
     memory: bool = False
     """Keeps conversation threads: input has `messages`, the prompt a `history` placeholder."""
@@ -48,6 +52,26 @@ class RegisteredChain:
     def configurable(self) -> dict[str, ConfigurableFieldSpec]:
         """The per-request knobs this chain exposes, by id: the only keys a request may set."""
         return {spec.id: spec for spec in self.runnable.config_specs}
+
+
+def input_from_messages(spec: ChainSpec, messages: list[BaseMessage]) -> dict[str, Any]:
+    """A chat transcript as this chain's input, for clients that only speak in messages.
+
+    Chains taking `messages` get them all; a chain with one required field gets the last
+    user message's text in it; anything else must declare `from_messages`.
+    """
+    if spec.from_messages is not None:
+        return spec.from_messages(messages)
+    fields = spec.input_type.model_fields
+    if "messages" in fields:
+        return {"messages": messages}
+    required = [name for name, info in fields.items() if info.is_required()]
+    if len(required) != 1:
+        raise ValueError(f"chain {spec.name!r} cannot take a chat transcript as input")
+    last_user = next((m for m in reversed(messages) if m.type == "human"), None)
+    if last_user is None:
+        raise ValueError("the messages need at least one user message")
+    return {required[0]: last_user.text}
 
 
 def discover_specs() -> list[ChainSpec]:

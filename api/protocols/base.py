@@ -15,5 +15,5 @@ class WireProtocol(Protocol):
     def frame(self, event: RunEvent) -> bytes:
         """The bytes one run event becomes (possibly none, possibly several SSE messages)."""
 
-    def error_body(self, error: dict[str, Any]) -> dict[str, Any]:
+    def error_body(self, status: int, error: dict[str, Any]) -> dict[str, Any]:
         """The JSON body for a run that failed before streaming began."""

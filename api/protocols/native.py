@@ -13,5 +13,5 @@ class NativeProtocol:
     def frame(self, event: RunEvent) -> bytes:
         return format_sse_event(data_str=event.data, event=event.event, id=str(event.seq))
 
-    def error_body(self, error: dict[str, Any]) -> dict[str, Any]:
+    def error_body(self, status: int, error: dict[str, Any]) -> dict[str, Any]:
         return {"error": error}
