@@ -171,11 +171,15 @@ def test_failure_mid_stream_arrives_as_an_error_chunk(
     openai_server: LiveServer, upstream: MockUpstream
 ) -> None:
     upstream.enqueue(Script(chunks=["one", " two", " three"], drop_after=2))
-    text = ""
-    with _client(openai_server) as client, pytest.raises(openai.APIError) as info:
+    pieces: list[str] = []
+
+    def read_all(client: openai.OpenAI) -> None:
         for chunk in client.chat.completions.create(model="chat", messages=USER, stream=True):
-            text += chunk.choices[0].delta.content or ""
-    assert text == "one two"
+            pieces.append(chunk.choices[0].delta.content or "")
+
+    with _client(openai_server) as client, pytest.raises(openai.APIError) as info:
+        read_all(client)
+    assert "".join(pieces) == "one two"
     assert "connection to the model provider broke" in str(info.value)
 
 
