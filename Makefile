@@ -5,8 +5,11 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NODE_DIR := tests/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed
+NPM := $(shell command -v npm 2>/dev/null)
 
-.PHONY: install serve test lint typecheck unit format clean lock
+.PHONY: install node-deps serve test lint typecheck unit format clean lock
 
 # Re-install whenever the dependency list or the lock changes.
 $(STAMP): pyproject.toml requirements.lock
@@ -16,6 +19,18 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The Vercel AI SDK (from the npm registry) that the UI-stream conformance tests parse with.
+$(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+ifeq ($(NPM),)
+node-deps:
+	@echo "npm not found: the AI SDK conformance tests will be skipped (CI installs nodejs and npm)"
+else
+node-deps: $(NODE_STAMP)
+endif
 
 serve: install
 	$(BIN)/chainserve serve --host $(HOST) --port $(PORT)
@@ -29,7 +44,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-unit: install
+unit: install node-deps
 	$(BIN)/python -m pytest
 
 format: install
@@ -41,4 +56,4 @@ lock: install
 	$(BIN)/python -m pip freeze --exclude-editable --exclude chainserve > requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info $(NODE_DIR)/node_modules

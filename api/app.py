@@ -16,6 +16,7 @@ from api.routes import health
 from api.routes import openai as openai_routes
 from api.routes import runs as run_routes
 from api.routes import threads as thread_routes
+from api.routes import ui as ui_routes
 from api.run_manager import RunManager
 from api.settings import Settings
 from api.stores import build_run_log, build_thread_store
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(thread_routes.router)
     app.include_router(run_routes.router)
     app.include_router(openai_routes.router)
+    app.include_router(ui_routes.router)
     mount_langserve(app, chains, playground=settings.langserve_playground)
     app.add_middleware(BodyGuard, max_depth=settings.max_json_depth)
     return app
