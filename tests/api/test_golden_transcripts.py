@@ -25,17 +25,18 @@ CASES = {
     "upstream_failure": Script(chunks=["partial", " answer", " lost"], drop_after=2),
 }
 MESSAGES = [{"role": "user", "content": "Say something."}]
+UI_MESSAGES = [{"id": "m1", "role": "user", "parts": [{"type": "text", "text": "Say something."}]}]
+OPENAI_BODY = {
+    "model": "chat",
+    "messages": MESSAGES,
+    "stream": True,
+    "stream_options": {"include_usage": True},
+}
 REQUESTS: dict[str, tuple[str, dict[str, Any]]] = {
     "native": ("/chains/chat/stream", {"input": {"messages": MESSAGES}}),
-    "openai": (
-        "/v1/chat/completions",
-        {"model": "chat", "messages": MESSAGES, "stream": True, "stream_options": {"include_usage": True}},
-    ),
-    "ui": (
-        "/chains/chat/ui",
-        {"id": "c1", "messages": [{"id": "m1", "role": "user", "parts": [{"type": "text", "text": "Say something."}]}]},
-    ),
-}  # fmt: skip
+    "openai": ("/v1/chat/completions", OPENAI_BODY),
+    "ui": ("/chains/chat/ui", {"id": "c1", "messages": UI_MESSAGES}),
+}
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _CREATED = re.compile(r'"created":\d+')
