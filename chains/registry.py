@@ -31,7 +31,7 @@ class ChainSpec:
     from_query: QueryMapper | None = None
     """Maps flat query parameters (`?topic=...`) to input, for browser `EventSource`."""
     from_messages: MessagesMapper | None = None
-    """Maps a chat transcript (OpenAI-style clients, useChat) to input; see `input_from_messages`."""
+    """Maps a chat transcript (OpenAI clients, useChat) to input; see `input_from_messages`."""
     playground: Playground = "default"
     memory: bool = False
     """Keeps conversation threads: input has `messages`, the prompt a `history` placeholder."""
