@@ -4,7 +4,6 @@ from typing import Any
 
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import BaseMessage
-from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from langchain_core.runnables import Runnable
 from pydantic import BaseModel
@@ -12,6 +11,7 @@ from pydantic import BaseModel
 from chains.history.wrap import HISTORY_KEY
 from chains.messages import ChatMessages
 from chains.models import ModelConfig, build_model
+from chains.parsers import InlineStrOutputParser
 from chains.prompts import literal_instruction, prompt_variants
 from chains.registry import ChainSpec
 
@@ -40,7 +40,9 @@ def _prompt(instruction: str) -> ChatPromptTemplate:
 
 def compose_chat(model: Runnable[LanguageModelInput, BaseMessage]) -> Runnable[Any, str]:
     """The chain around any chat model; `build_chat` supplies the configured one."""
-    chain: Runnable[Any, str] = prompt_variants(_prompt, INSTRUCTIONS) | model | StrOutputParser()
+    chain: Runnable[Any, str] = (
+        prompt_variants(_prompt, INSTRUCTIONS) | model | InlineStrOutputParser()
+    )
     return chain.with_types(input_type=ChatInput)
 
 

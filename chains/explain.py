@@ -4,12 +4,12 @@ from typing import Any
 
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import BaseMessage
-from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable
 from pydantic import BaseModel, Field
 
 from chains.models import ModelConfig, build_model
+from chains.parsers import InlineStrOutputParser
 from chains.prompts import literal_instruction, prompt_variants
 from chains.registry import ChainSpec
 
@@ -35,7 +35,9 @@ def _prompt(instruction: str) -> ChatPromptTemplate:
 
 def compose_explain(model: Runnable[LanguageModelInput, BaseMessage]) -> Runnable[Any, str]:
     """The chain around any chat model; `build_explain` supplies the configured one."""
-    chain: Runnable[Any, str] = prompt_variants(_prompt, INSTRUCTIONS) | model | StrOutputParser()
+    chain: Runnable[Any, str] = (
+        prompt_variants(_prompt, INSTRUCTIONS) | model | InlineStrOutputParser()
+    )
     return chain.with_types(input_type=ExplainInput)
 
 

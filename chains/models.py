@@ -74,9 +74,9 @@ def _build_base_model(config: ModelConfig) -> BaseChatModel:
             delay=config.offline_delay,
         )
     # Imported here so the offline path never pays for (or depends on) the OpenAI client.
-    from langchain_openai import ChatOpenAI
+    from chains.streamlined_openai import StreamlinedChatOpenAI
 
-    return ChatOpenAI(
+    return StreamlinedChatOpenAI(
         model=config.model,
         temperature=config.temperature,
         # OpenAI-compatible servers (vLLM, Ollama, llama.cpp) often need no key, but the

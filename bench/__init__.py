@@ -1,0 +1,1 @@
+"""chainserve's streaming benchmark: `python -m bench.run` (see bench/README.md)."""

@@ -1,0 +1,252 @@
+"""Markdown tables from a run's JSON: the JSON is the record, the markdown is one view of it.
+
+`render` takes only the saved JSON, so an old `latest.json` can be re-rendered after the table
+layout changes without re-running anything.
+"""
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+Data = Mapping[str, Any]
+BASELINES = ("bare", "langserve", "relay")
+SERVER_ORDER = ("chainserve", *BASELINES)
+
+
+def num(value: float | None) -> str:
+    """Three significant figures or so, without scientific notation."""
+    if value is None or not math.isfinite(value):
+        return "–"
+    size = abs(value)
+    if size >= 100:
+        return f"{value:,.0f}"
+    if size >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _summary(entry: Mapping[str, Any] | None, key: str) -> Mapping[str, float] | None:
+    if not entry or entry.get("failed"):
+        return None
+    summary: Mapping[str, Any] | None = entry.get("summary", {}).get(key)
+    return summary
+
+
+def cell(entry: Mapping[str, Any] | None, key: str) -> str:
+    """`median (min–max)` of one figure, `–` when there is none."""
+    s = _summary(entry, key)
+    if s is None:
+        return "–"
+    if math.isclose(s["min"], s["max"]):
+        return num(s["median"])
+    return f"{num(s['median'])} ({num(s['min'])}–{num(s['max'])})"
+
+
+def ratio(entries: Mapping[str, Any], name: str, baseline: str, key: str) -> str:
+    mine, theirs = _summary(entries.get(name), key), _summary(entries.get(baseline), key)
+    if mine is None or theirs is None or theirs["median"] == 0:
+        return "–"
+    return f"{mine['median'] / theirs['median']:.2f}"
+
+
+def ratios(entries: Mapping[str, Any], name: str, key: str) -> str:
+    return " / ".join(ratio(entries, name, b, key) for b in BASELINES)
+
+
+def _servers(entries: Mapping[str, Any]) -> list[str]:
+    return [name for name in SERVER_ORDER if name in entries]
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _failed_row(name: str, entry: Mapping[str, Any], width: int) -> list[str]:
+    return [f"**{name}**", "failed: " + str(entry["failed"]).splitlines()[0][:120]] + [""] * (
+        width - 2
+    )
+
+
+def _header(data: Data) -> list[str]:
+    meta, plan = data["meta"], data["plan"]
+    dirty = " (with uncommitted changes)" if meta.get("dirty") else ""
+    versions = ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items())
+    return [
+        "# chainserve streaming benchmark",
+        "",
+        f"- **Date**: {meta['date']} · commit `{meta.get('commit') or '?'}`{dirty}",
+        f"- **Machine**: {meta['cores']} cores ({meta.get('cpu_model') or 'unknown CPU'}), "
+        f"{meta['ram_gib']:.1f} GiB RAM, {meta['platform']}, Python {meta['python']}",
+        f"- **Run**: {plan['name']}, {plan['rounds']} rounds ({plan['sweep_rounds']} for the "
+        f"sweep) in {meta.get('elapsed_s', 0):.0f} s. Every server is its own process (uvicorn, "
+        "uvloop + httptools, one worker); the load generator and the mock upstream run on the "
+        "same cores.",
+        f"- **Versions**: {versions}",
+        "",
+        "Cells are the median of the rounds, with (min–max). `× bare / × langserve / × relay`: "
+        "this row's median divided by that baseline's median in the same run.",
+        "",
+    ]
+
+
+def _cpu_section(data: Data) -> list[str]:
+    entries = data.get("cpu")
+    if not entries:
+        return []
+    plan = data["plan"]
+    rows = []
+    for name in _servers(entries):
+        entry = entries[name]
+        if entry.get("failed"):
+            rows.append(_failed_row(name, entry, 6))
+            continue
+        rows.append(
+            [
+                f"**{name}**",
+                cell(entry, "us_per_chunk"),
+                *(ratio(entries, name, b, "us_per_chunk") for b in BASELINES),
+                cell(entry, "chunks_per_s"),
+            ]
+        )
+    header = ["server", "CPU µs / chunk", "× bare", "× langserve", "× relay", "chunks / s"]
+    return [
+        "## 1. Server CPU per streamed chunk",
+        "",
+        f"One stream of {plan['cpu_chunks']:,} chunks, the upstream at full speed (64 chunks "
+        "per write). CPU: the server's user + system time (psutil, children included) over "
+        "the request, divided by the chunks the client received. chunks/s: received chunks "
+        "÷ (last chunk − request sent).",
+        "",
+        *_table(header, rows),
+        "",
+    ]
+
+
+def _ttft_section(data: Data) -> list[str]:
+    entries = data.get("ttft")
+    if not entries:
+        return []
+    plan = data["plan"]
+    rows = []
+    for name in _servers(entries):
+        entry = entries[name]
+        if entry.get("failed"):
+            rows.append(_failed_row(name, entry, 6))
+            continue
+        rows.append(
+            [
+                f"**{name}**",
+                cell(entry, "added_ms"),
+                cell(entry, "ttft_ms"),
+                *(ratio(entries, name, b, "added_ms") for b in BASELINES),
+            ]
+        )
+    header = ["server", "added TTFT ms", "TTFT ms", "× bare", "× langserve", "× relay"]
+    return [
+        "## 2. Added time to first token",
+        "",
+        f"The upstream waits {plan['ttft_first_delay'] * 1000:.0f} ms, then sends "
+        f"{plan['ttft_tokens']} tokens. Per round, the median TTFT of {plan['ttft_requests']} "
+        "sequential requests (each on a new connection) through a server, minus the same "
+        f"straight from the upstream: **{cell(entries.get('direct'), 'ttft_ms')} ms**.",
+        "",
+        *_table(header, rows),
+        "",
+    ]
+
+
+_SWEEP_COLUMNS = (
+    ("ok_streams", "ok streams"),
+    ("tokens_per_s", "tokens/s per stream"),
+    ("gap_p50_ms", "p50 gap ms"),
+    ("gap_p99_ms", "p99 gap ms"),
+    ("ttft_p50_ms", "TTFT p50 ms"),
+    ("server_cpu_pct", "server CPU %"),
+    ("rss_kib_per_stream", "RSS KiB / stream"),
+    ("client_cpu_pct", "client CPU %"),
+    ("upstream_cpu_pct", "upstream CPU %"),
+)
+_RATIO_COLUMNS = (
+    ("tokens_per_s", "tokens/s per stream"),
+    ("gap_p99_ms", "p99 gap"),
+    ("server_cpu_pct", "server CPU %"),
+    ("rss_kib_per_stream", "RSS / stream"),
+)
+
+
+def _sweep_section(data: Data) -> list[str]:
+    levels = data.get("sweep")
+    if not levels:
+        return []
+    plan = data["plan"]
+    rows, ratio_rows = [], []
+    for level, entries in levels.items():
+        for name in _servers(entries):
+            entry = entries[name]
+            if entry.get("failed"):
+                rows.append([level, *_failed_row(name, entry, len(_SWEEP_COLUMNS) + 1)])
+                continue
+            rows.append([level, f"**{name}**", *(cell(entry, k) for k, _ in _SWEEP_COLUMNS)])
+            ratio_rows.append(
+                [level, f"**{name}**", *(ratios(entries, name, k) for k, _ in _RATIO_COLUMNS)]
+            )
+    return [
+        "## 3. Concurrency sweep",
+        "",
+        f"N concurrent streams of {plan['sweep_tokens']} tokens; the upstream sends each at "
+        f"{plan['sweep_rate']:.0f} tokens/s, one write per token; the streams start evenly over "
+        f"{plan['ramp_seconds']:.0f} s. *tokens/s per stream*: median over streams of "
+        "(tokens − 1) ÷ (last − first token), against the upstream's "
+        f"{plan['sweep_rate']:.0f}. *Gaps*: between consecutive tokens of one stream at the "
+        "client, all streams pooled. *CPU %*: CPU time ÷ wall time of the round (100 % = one "
+        "core). *RSS / stream*: (peak RSS in the round − idle RSS after warm-up) ÷ N. "
+        "*ok streams*: complete, with every token, within "
+        f"{plan['sweep_timeout']:.0f} s.",
+        "",
+        *_table(["streams", "server", *(t for _, t in _SWEEP_COLUMNS)], rows),
+        "",
+        "Ratios, `× bare / × langserve / × relay` (for tokens/s, below 1 is slower; for the "
+        "others, below 1 is better):",
+        "",
+        *_table(["streams", "server", *(t for _, t in _RATIO_COLUMNS)], ratio_rows),
+        "",
+    ]
+
+
+def _notes(data: Data) -> list[str]:
+    notes: list[str] = list(data.get("notes", []))
+    sections = [("cpu", data.get("cpu") or {}), ("ttft", data.get("ttft") or {})]
+    sections += [(f"sweep {n}", e) for n, e in (data.get("sweep") or {}).items()]
+    for label, entries in sections:
+        for name, entry in entries.items():
+            if entry.get("failed"):
+                notes.append(f"{label} · {name}: failed: {entry['failed']}")
+            notes += [f"{label} · {name}: {error}" for error in entry.get("errors", [])]
+            client_cpu = _summary(entry, "client_cpu_pct")
+            if client_cpu and client_cpu["max"] > 85:
+                notes.append(
+                    f"{label} · {name}: the load generator used up to "
+                    f"{client_cpu['max']:.0f} % of a core; its gaps include client-side delay"
+                )
+    if not notes:
+        return []
+    return ["## Notes", "", *(f"- {_one_line(note)}" for note in notes), ""]
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    """Log tails and tracebacks squeezed into one markdown bullet."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def render(data: Data) -> str:
+    lines = [
+        *_header(data),
+        *_cpu_section(data),
+        *_ttft_section(data),
+        *_sweep_section(data),
+        *_notes(data),
+    ]
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,232 @@
+"""The servers under test, the mock upstream, and a `Stack` that runs one set of them.
+
+A `Stack` is one scenario's world: a fresh upstream with that scenario's behaviour and a fresh
+process of every server pointed at it. Fresh processes per scenario keep idle RSS comparable and
+stop one scenario's leftovers (pools, caches, garbage) from being billed to the next.
+"""
+
+import asyncio
+import contextlib
+import json
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import client
+from bench.procs import HOST, Service, clean_env, free_port, launch, stop, wait_listening
+from bench.sse import Dialect
+
+REPO = Path(__file__).resolve().parent.parent
+START_TIMEOUT = 60.0
+UPSTREAM_MAX_SECONDS = 1800.0
+
+NATIVE_BODY = {"input": {"messages": [{"role": "user", "content": "hi"}]}}
+LANGSERVE_BODY = {"input": {"messages": [{"type": "human", "content": "hi"}]}}
+DIRECT_BODY = {
+    "model": "gpt-4o-mini",
+    "messages": [
+        {"role": "system", "content": "You are helpful."},
+        {"role": "user", "content": "hi"},
+    ],
+    "stream": True,
+    "stream_options": {"include_usage": True},
+}
+
+
+def _uvicorn(factory: str) -> Callable[[int], list[str]]:
+    """The command line every baseline runs with: one worker, uvloop, httptools, quiet."""
+
+    def argv(port: int) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            factory,
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+
+    return argv
+
+
+def _chainserve(port: int) -> list[str]:
+    # `chainserve serve` has no --loop/--http; uvicorn's "auto" picks uvloop and httptools.
+    return [sys.executable, "-m", "api", "serve", "--host", HOST, "--port", str(port)]
+
+
+@dataclass(frozen=True)
+class Server:
+    """A server under test: how to start it and how to ask it for one stream."""
+
+    name: str
+    argv: Callable[[int], list[str]]
+    path: str
+    body: dict[str, Any]
+    dialect: Dialect
+    is_baseline: bool = True
+
+    def call(self, port: int) -> client.Call:
+        return client.Call(port, self.path, json.dumps(self.body).encode(), self.dialect)
+
+
+SERVERS: tuple[Server, ...] = (
+    Server("chainserve", _chainserve, "/chains/chat/stream", NATIVE_BODY, Dialect.NAMED, False),
+    Server(
+        "bare", _uvicorn("bench.baselines.bare:create_app"), "/stream", NATIVE_BODY, Dialect.PLAIN
+    ),
+    Server(
+        "langserve",
+        _uvicorn("bench.baselines.langserve_app:create_app"),
+        "/chain/stream",
+        LANGSERVE_BODY,
+        Dialect.NAMED,
+    ),
+    Server(
+        "relay",
+        _uvicorn("bench.baselines.relay:create_app"),
+        "/stream",
+        NATIVE_BODY,
+        Dialect.OPENAI,
+    ),
+)
+BASELINES = tuple(s.name for s in SERVERS if s.is_baseline)
+
+
+@dataclass(frozen=True)
+class UpstreamArgs:
+    chunks: int
+    rate: float = 0.0
+    first_delay: float = 0.0
+
+    def argv(self, port: int) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "bench.upstream",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--chunks",
+            str(self.chunks),
+            "--rate",
+            str(self.rate),
+            "--first-delay",
+            str(self.first_delay),
+            "--max-seconds",
+            str(UPSTREAM_MAX_SECONDS),
+        ]
+
+
+@dataclass
+class Stack:
+    """One running upstream plus every server that started; `failed` holds the ones that didn't."""
+
+    upstream: Service
+    services: dict[str, Service]
+    failed: dict[str, str]
+
+    def direct_call(self) -> client.Call:
+        return client.Call(
+            self.upstream.port,
+            "/v1/chat/completions",
+            json.dumps(DIRECT_BODY).encode(),
+            Dialect.OPENAI,
+        )
+
+    def check(self, name: str) -> str | None:
+        """Why `name` can't be measured now (failed to start, or died), else None."""
+        if name in self.failed:
+            return self.failed[name]
+        service = self.services[name]
+        if not service.alive():
+            self.failed[name] = f"process exited (code {service.popen.returncode})"
+            return self.failed[name]
+        return None
+
+
+def _server_env(server: Server, upstream_port: int, data_dir: Path) -> dict[str, str]:
+    extra = {
+        "OPENAI_BASE_URL": f"http://{HOST}:{upstream_port}/v1",
+        "OPENAI_API_KEY": "sk-bench",
+        "PYTHONPATH": str(REPO),
+    }
+    if server.name == "chainserve":
+        extra |= {
+            "CHAINSERVE_UPSTREAM_MAX_RETRIES": "0",
+            "CHAINSERVE_LOG_LEVEL": "warning",
+            "CHAINSERVE_DATA_DIR": str(data_dir),
+            "CHAINSERVE_REDIS_URL": "",
+        }
+    return clean_env(extra)
+
+
+async def _warm(stack: Stack, server: Server, requests: int, timeout: float) -> None:
+    """A few streams before any measurement: imports, pools and caches fill here, not in a round."""
+    call = server.call(stack.services[server.name].port)
+    for _ in range(requests):
+        result = await client.stream(call, timeout)
+        if not result.ok():
+            stack.failed[server.name] = f"warm-up stream failed: {result.error or result.status}"
+            return
+
+
+@asynccontextmanager
+async def running(
+    upstream_args: UpstreamArgs,
+    servers: Sequence[Server],
+    log_dir: Path,
+    warm_requests: int = 3,
+    warm_timeout: float = 60.0,
+) -> AsyncIterator[Stack]:
+    """Start the upstream and all servers in parallel, warm each up, stop them all on exit."""
+    started: list[Service] = []
+    with tempfile.TemporaryDirectory(prefix="chainserve-bench-") as tmp:
+        try:
+            port = free_port()
+            upstream = launch(
+                "upstream", upstream_args.argv(port), port, clean_env({}), REPO, log_dir
+            )
+            started.append(upstream)
+            services: dict[str, Service] = {}
+            for server in servers:
+                server_port = free_port()
+                data_dir = Path(tmp) / server.name
+                data_dir.mkdir()
+                # chainserve runs from its data dir so a developer's `.env` can't change the run.
+                cwd = data_dir if server.name == "chainserve" else REPO
+                env = _server_env(server, port, data_dir)
+                services[server.name] = launch(
+                    server.name, server.argv(server_port), server_port, env, cwd, log_dir
+                )
+                started.append(services[server.name])
+            stack = Stack(upstream, services, {})
+            await wait_listening(upstream, START_TIMEOUT)
+            waits = [wait_listening(s, START_TIMEOUT) for s in services.values()]
+            for name, outcome in zip(
+                services, await asyncio.gather(*waits, return_exceptions=True), strict=True
+            ):
+                if isinstance(outcome, BaseException):
+                    stack.failed[name] = f"start-up failed: {outcome}"
+            for server in servers:
+                if server.name not in stack.failed:
+                    await _warm(stack, server, warm_requests, warm_timeout)
+            yield stack
+        finally:
+            for service in reversed(started):
+                with contextlib.suppress(OSError):
+                    stop(service)
