@@ -87,7 +87,9 @@ class MemoryRunLog:
         entry = self._entry(run_id)
         if entry.record.last_seq <= after and wait > 0:
             try:
-                await asyncio.wait_for(entry.changed.wait(), wait)
+                # asyncio.timeout, not wait_for: no extra task per wait on the per-event path.
+                async with asyncio.timeout(wait):
+                    await entry.changed.wait()
             except TimeoutError:
                 return []
         return entry.since(after)
