@@ -101,7 +101,7 @@ def classify(exc: BaseException) -> ChainError:
     """Map an exception raised by a chain to what the client is told."""
     if isinstance(exc, openai.APIStatusError):
         return _upstream_status_error(exc)
-    if isinstance(exc, (openai.APITimeoutError, *_TIMEOUTS)):
+    if isinstance(exc, (openai.APITimeoutError, TimeoutError, *_TIMEOUTS)):
         return ChainError(
             504, "upstream_timeout", "The model provider did not answer in time.", True
         )

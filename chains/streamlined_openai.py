@@ -93,33 +93,46 @@ class StreamlinedChatOpenAI(ChatOpenAI):
         self, response: Any, run_manager: AsyncCallbackManagerForLLMRun | None
     ) -> AsyncIterator[ChatGenerationChunk]:
         chunk_class: type[BaseMessageChunk] = AIMessageChunk
-        timeout = self.stream_chunk_timeout if self.stream_chunk_timeout else None
-        loop = asyncio.get_running_loop()
-        async with asyncio.timeout(None) as deadline:
-            if timeout:
-                deadline.reschedule(loop.time() + timeout)
-            async for event, data in sse_events(_bytes(response)):
-                if data == _DONE:
-                    break
-                chunk = orjson.loads(data)
-                if not isinstance(chunk, dict):
-                    continue
-                if chunk.get("error") or event == b"error":
-                    _raise_stream_error(chunk, response)
-                if event:
-                    continue  # named events belong to other APIs; the SDK skips them too
-                generation = self._convert_chunk_to_generation_chunk(chunk, chunk_class, {})
-                if timeout:
-                    deadline.reschedule(loop.time() + timeout)
-                if generation is None:
-                    continue
-                chunk_class = generation.message.__class__
-                if run_manager:
-                    logprobs = (generation.generation_info or {}).get("logprobs")
-                    await run_manager.on_llm_new_token(
-                        generation.text, chunk=generation, logprobs=logprobs
-                    )
-                yield generation
+        deadline = _ChunkDeadline(self.stream_chunk_timeout or None)
+        async for event, data in sse_events(_bytes(response, deadline)):
+            if data == _DONE:
+                break
+            chunk = orjson.loads(data)
+            if not isinstance(chunk, dict):
+                continue
+            if chunk.get("error") or event == b"error":
+                _raise_stream_error(chunk, response)
+            if event:
+                continue  # named events belong to other APIs; the SDK skips them too
+            generation = self._convert_chunk_to_generation_chunk(chunk, chunk_class, {})
+            deadline.restart()
+            if generation is None:
+                continue
+            chunk_class = generation.message.__class__
+            if run_manager:
+                logprobs = (generation.generation_info or {}).get("logprobs")
+                await run_manager.on_llm_new_token(
+                    generation.text, chunk=generation, logprobs=logprobs
+                )
+            yield generation
+
+
+class _ChunkDeadline:
+    """`stream_chunk_timeout` without a task per chunk: a deadline reset by each parsed
+    chunk (keepalive comments do not count) and checked around each socket read only.
+
+    The check must not span a `yield`: LangChain pulls each chunk in a fresh task, and an
+    `asyncio.timeout` entered in one task cannot cancel the next.
+    """
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.at: float | None = None
+        self.restart()
+
+    def restart(self) -> None:
+        if self.seconds:
+            self.at = asyncio.get_running_loop().time() + self.seconds
 
 
 def _raise_stream_error(chunk: dict[str, Any], response: Any) -> None:
@@ -131,10 +144,19 @@ def _raise_stream_error(chunk: dict[str, Any], response: Any) -> None:
     )
 
 
-async def _bytes(response: Any) -> AsyncIterator[bytes]:
-    """The body, with a broken connection raised as the SDK raises it (APIConnectionError)."""
-    try:
-        async for block in response.aiter_bytes():
-            yield block
-    except httpx2.TransportError as exc:
-        raise openai.APIConnectionError(request=response.request) from exc
+async def _bytes(response: Any, deadline: _ChunkDeadline) -> AsyncIterator[bytes]:
+    """The body, read under the chunk deadline; a broken connection raises as the SDK does."""
+    blocks = response.aiter_bytes().__aiter__()
+    while True:
+        try:
+            async with asyncio.timeout_at(deadline.at):
+                block = await blocks.__anext__()
+        except StopAsyncIteration:
+            return
+        except httpx2.TransportError as exc:
+            raise openai.APIConnectionError(request=response.request) from exc
+        except TimeoutError:
+            raise TimeoutError(
+                f"no streamed chunk from the model provider for {deadline.seconds:.0f}s"
+            ) from None
+        yield block

@@ -10,6 +10,7 @@ from langchain_core.callbacks import AsyncCallbackHandler
 from langchain_core.messages import AIMessageChunk, BaseMessageChunk
 from langchain_openai import ChatOpenAI
 
+from chains.parsers import InlineStrOutputParser
 from chains.streamlined_openai import StreamlinedChatOpenAI, sse_events
 from tests.support.mock_upstream import MockUpstream, Script
 
@@ -137,3 +138,18 @@ async def test_structured_output_requests_take_the_parent_path(
     upstream.enqueue(Script(chunks=['{"a"', ": 1}"]))
     text = "".join([str(c.content) async for c in bound.astream("hi")])
     assert text == '{"a": 1}'
+
+
+async def test_chunk_timeout_fires_on_a_silent_stream_even_across_tasks(
+    upstream: MockUpstream, models: Models
+) -> None:
+    """LangChain pulls each chunk in a new task; the deadline must still fire."""
+    _, lean = models
+    silent = lean.model_copy(update={"stream_chunk_timeout": 0.3})
+    chain = silent | InlineStrOutputParser()
+    upstream.enqueue(Script(chunks=["first", "never"], hold_after=1))
+    seen: list[str] = []
+    with pytest.raises(TimeoutError, match="no streamed chunk"):
+        async for text in chain.astream("hi"):
+            seen.append(text)
+    assert "first" in seen
