@@ -149,7 +149,11 @@ async def test_chunk_timeout_fires_on_a_silent_stream_even_across_tasks(
     chain = silent | InlineStrOutputParser()
     upstream.enqueue(Script(chunks=["first", "never"], hold_after=1))
     seen: list[str] = []
-    with pytest.raises(TimeoutError, match="no streamed chunk"):
+
+    async def read_all() -> None:
         async for text in chain.astream("hi"):
             seen.append(text)
+
+    with pytest.raises(TimeoutError, match="no streamed chunk"):
+        await read_all()
     assert "first" in seen
