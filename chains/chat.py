@@ -11,9 +11,9 @@ from pydantic import BaseModel
 from chains.history.wrap import HISTORY_KEY
 from chains.messages import ChatMessages
 from chains.models import ModelConfig, build_model
-from chains.parsers import InlineStrOutputParser
 from chains.prompts import literal_instruction, prompt_variants
 from chains.registry import ChainSpec
+from chains.streaming import PromptModelText
 
 INSTRUCTIONS = {
     "default": "You are a helpful assistant. Answer clearly and accurately.",
@@ -40,8 +40,8 @@ def _prompt(instruction: str) -> ChatPromptTemplate:
 
 def compose_chat(model: Runnable[LanguageModelInput, BaseMessage]) -> Runnable[Any, str]:
     """The chain around any chat model; `build_chat` supplies the configured one."""
-    chain: Runnable[Any, str] = (
-        prompt_variants(_prompt, INSTRUCTIONS) | model | InlineStrOutputParser()
+    chain: Runnable[Any, str] = PromptModelText(
+        prompt=prompt_variants(_prompt, INSTRUCTIONS), model=model
     )
     return chain.with_types(input_type=ChatInput)
 

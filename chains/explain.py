@@ -9,9 +9,9 @@ from langchain_core.runnables import Runnable
 from pydantic import BaseModel, Field
 
 from chains.models import ModelConfig, build_model
-from chains.parsers import InlineStrOutputParser
 from chains.prompts import literal_instruction, prompt_variants
 from chains.registry import ChainSpec
+from chains.streaming import PromptModelText
 
 INSTRUCTIONS = {
     "default": "You explain technical topics to software developers, with one short example.",
@@ -35,8 +35,8 @@ def _prompt(instruction: str) -> ChatPromptTemplate:
 
 def compose_explain(model: Runnable[LanguageModelInput, BaseMessage]) -> Runnable[Any, str]:
     """The chain around any chat model; `build_explain` supplies the configured one."""
-    chain: Runnable[Any, str] = (
-        prompt_variants(_prompt, INSTRUCTIONS) | model | InlineStrOutputParser()
+    chain: Runnable[Any, str] = PromptModelText(
+        prompt=prompt_variants(_prompt, INSTRUCTIONS), model=model
     )
     return chain.with_types(input_type=ExplainInput)
 

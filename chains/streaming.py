@@ -1,0 +1,112 @@
+"""`prompt → chat model → text` as one runnable, streamed with one hop per chunk.
+
+Why not `prompt | model | StrOutputParser()`: streaming an LCEL sequence pulls every chunk
+through each step's `_atransform_stream_with_config`, a new task per chunk per step plus tee
+buffers, which costs more CPU than the chunk itself. This runnable keeps what those layers
+give — its own chain run with the prompt and model as child runs (so tracing shows the same
+tree), every model callback (the model's own `astream` runs unchanged), configurable
+prompt and model fields, and the `on_chain_stream` tap that `astream_events`/`astream_log`
+rely on — and iterates the model's stream directly, taking each chunk's text inline.
+"""
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, cast
+
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForChainRun,
+    CallbackManagerForChainRun,
+)
+from langchain_core.language_models import LanguageModelInput
+from langchain_core.messages import BaseMessage
+from langchain_core.prompt_values import PromptValue
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
+from langchain_core.runnables.config import (
+    ensure_config,
+    get_async_callback_manager_for_config,
+    patch_config,
+)
+from langchain_core.runnables.utils import ConfigurableFieldSpec, get_unique_config_specs
+from langchain_core.tracers._streaming import _StreamingCallbackHandler
+from pydantic import ConfigDict
+
+
+def _text(message: Any) -> str:
+    return message.text if isinstance(message, BaseMessage) else str(message)
+
+
+class PromptModelText(RunnableSerializable[dict[str, Any], str]):
+    """Format the prompt once, stream the model, yield each chunk's text."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    prompt: Runnable[dict[str, Any], PromptValue]
+    model: Runnable[LanguageModelInput, BaseMessage]
+
+    @property
+    def config_specs(self) -> list[ConfigurableFieldSpec]:
+        return get_unique_config_specs([*self.prompt.config_specs, *self.model.config_specs])
+
+    def _run(
+        self, input: dict[str, Any], run_manager: CallbackManagerForChainRun, config: RunnableConfig
+    ) -> str:
+        child = patch_config(config, callbacks=run_manager.get_child())
+        return _text(self.model.invoke(self.prompt.invoke(input, child), child))
+
+    async def _arun(
+        self,
+        input: dict[str, Any],
+        run_manager: AsyncCallbackManagerForChainRun,
+        config: RunnableConfig,
+    ) -> str:
+        child = patch_config(config, callbacks=run_manager.get_child())
+        prompt = await self.prompt.ainvoke(input, child)
+        return _text(await self.model.ainvoke(prompt, child))
+
+    def invoke(
+        self, input: dict[str, Any], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> str:
+        return self._call_with_config(self._run, input, config)
+
+    async def ainvoke(
+        self, input: dict[str, Any], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> str:
+        return await self._acall_with_config(self._arun, input, config)
+
+    def stream(
+        self, input: dict[str, Any], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[str]:
+        yield self.invoke(input, config)  # sync callers are not the server's hot path
+
+    async def astream(
+        self, input: dict[str, Any], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[str]:
+        config = ensure_config(config)
+        manager = get_async_callback_manager_for_config(config)
+        run_manager = await manager.on_chain_start(
+            None,
+            input,
+            name=config.get("run_name") or self.get_name(),
+            run_id=config.pop("run_id", None),
+        )
+        child = patch_config(config, callbacks=run_manager.get_child())
+        output = ""
+        try:
+            texts = self._texts(input, child)
+            tap = next(
+                (h for h in run_manager.handlers if isinstance(h, _StreamingCallbackHandler)), None
+            )
+            if tap is not None:  # astream_events / astream_log: report this chain's chunks too
+                texts = cast(AsyncIterator[str], tap.tap_output_aiter(run_manager.run_id, texts))
+            async for text in texts:
+                output += text
+                yield text
+        except BaseException as exc:
+            # Cancellation included: the run is recorded as failed, then the cancel propagates.
+            await run_manager.on_chain_error(exc)
+            raise
+        await run_manager.on_chain_end(output)
+
+    async def _texts(self, input: dict[str, Any], config: RunnableConfig) -> AsyncIterator[str]:
+        prompt = await self.prompt.ainvoke(input, config)
+        async for chunk in self.model.astream(prompt, config):
+            yield _text(chunk)
