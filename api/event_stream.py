@@ -83,7 +83,10 @@ class RunEventStream(EventSourceResponse):
         return events
 
     async def _relay(self, send: Send) -> None:
-        events = await self._held()
+        try:
+            events = await self._held()
+        except RunGone:
+            events = [self._lagged(self._after)]
         if await self._failed_early(events, send):
             return
         await send(
@@ -105,12 +108,27 @@ class RunEventStream(EventSourceResponse):
                 return
             try:
                 events = await self._log.read(self._run_id, last, self._keepalive)
-            except (KeyError, RunGone):
+            except RunGone:
+                events = [self._lagged(last)]
+                continue
+            except KeyError:
                 # Expired or trimmed under us: end the stream; a reconnect gets 404/410.
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return
             if not events:
                 await send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
+
+    def _lagged(self, last: int) -> RunEvent:
+        """This reader fell out of the run log's window: say so instead of skipping events."""
+        error = {
+            "code": "lagged",
+            "message": "This stream fell behind the kept window of events; "
+            f"GET /runs/{self._run_id} "
+            "has the whole output.",
+            "retryable": False,
+            "run_id": self._run_id,
+        }
+        return RunEvent(last + 1, "error", to_json(error))
 
     async def _failed_early(self, events: list[RunEvent], send: Send) -> bool:
         """A run that failed before any output is answered with its HTTP error, not a 200."""

@@ -9,7 +9,8 @@ prompt and model fields, and the `on_chain_stream` tap that `astream_events`/`as
 rely on — and iterates the model's stream directly, taking each chunk's text inline.
 """
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
 from typing import Any, cast
 
 from langchain_core.callbacks import (
@@ -28,6 +29,39 @@ from langchain_core.runnables.config import (
 from langchain_core.runnables.utils import ConfigurableFieldSpec, get_unique_config_specs
 from langchain_core.tracers._streaming import _StreamingCallbackHandler
 from pydantic import ConfigDict
+
+StreamBody = Callable[[RunnableConfig], AsyncIterator[str]]
+
+
+async def traced_stream(
+    runnable: Runnable[Any, Any], input: Any, config: RunnableConfig | None, body: StreamBody
+) -> AsyncIterator[str]:
+    """Stream `body(child_config)` as one chain run of `runnable`: start, end or error, and the
+    `on_chain_stream` tap for astream_events/astream_log, with no task per chunk."""
+    config = ensure_config(config)
+    manager = get_async_callback_manager_for_config(config)
+    run_manager = await manager.on_chain_start(
+        None,
+        input,
+        name=config.get("run_name") or runnable.get_name(),
+        run_id=config.pop("run_id", None),
+    )
+    output = ""
+    try:
+        texts = body(patch_config(config, callbacks=run_manager.get_child()))
+        tap = next(
+            (h for h in run_manager.handlers if isinstance(h, _StreamingCallbackHandler)), None
+        )
+        if tap is not None:
+            texts = cast(AsyncIterator[str], tap.tap_output_aiter(run_manager.run_id, texts))
+        async for text in texts:
+            output += text
+            yield text
+    except BaseException as exc:
+        # Cancellation included: the run is recorded as failed, then the cancel propagates.
+        await run_manager.on_chain_error(exc)
+        raise
+    await run_manager.on_chain_end(output)
 
 
 def _text(message: Any) -> str:
@@ -80,31 +114,8 @@ class PromptModelText(RunnableSerializable[dict[str, Any], str]):
     async def astream(
         self, input: dict[str, Any], config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[str]:
-        config = ensure_config(config)
-        manager = get_async_callback_manager_for_config(config)
-        run_manager = await manager.on_chain_start(
-            None,
-            input,
-            name=config.get("run_name") or self.get_name(),
-            run_id=config.pop("run_id", None),
-        )
-        child = patch_config(config, callbacks=run_manager.get_child())
-        output = ""
-        try:
-            texts = self._texts(input, child)
-            tap = next(
-                (h for h in run_manager.handlers if isinstance(h, _StreamingCallbackHandler)), None
-            )
-            if tap is not None:  # astream_events / astream_log: report this chain's chunks too
-                texts = cast(AsyncIterator[str], tap.tap_output_aiter(run_manager.run_id, texts))
-            async for text in texts:
-                output += text
-                yield text
-        except BaseException as exc:
-            # Cancellation included: the run is recorded as failed, then the cancel propagates.
-            await run_manager.on_chain_error(exc)
-            raise
-        await run_manager.on_chain_end(output)
+        async for text in traced_stream(self, input, config, partial(self._texts, input)):
+            yield text
 
     async def _texts(self, input: dict[str, Any], config: RunnableConfig) -> AsyncIterator[str]:
         prompt = await self.prompt.ainvoke(input, config)

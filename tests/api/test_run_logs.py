@@ -102,3 +102,28 @@ async def test_unknown_and_expired_runs(make_log: LogFactory) -> None:
     run_id = await _new_run(log)
     await asyncio.sleep(2.1)
     assert await log.get(run_id) is None
+
+
+async def test_a_reader_that_fell_out_of_the_window_gets_a_lagged_error_not_a_gap() -> None:
+    """Events are never silently skipped: the stream ends with an explicit `lagged` error."""
+    from api.event_stream import RunEventStream
+
+    log = MemoryRunLog(ttl=60, max_events=10)
+    run_id = await _new_run(log)
+    for i in range(40):
+        await log.append(run_id, "data", json.dumps(str(i)))
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        await asyncio.Event().wait()
+        return {}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    stream = RunEventStream(log, run_id, keepalive_seconds=1, hold_seconds=0.1)
+    await stream({"type": "http"}, receive, send)  # type: ignore[arg-type]
+    body = b"".join(m.get("body", b"") for m in sent)  # type: ignore[misc]
+    assert b"event: error" in body
+    assert b'"code":"lagged"' in body
+    assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}

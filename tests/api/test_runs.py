@@ -172,10 +172,11 @@ async def test_unknown_runs_and_bad_resume_points_are_clear_errors(
 async def test_resuming_before_the_kept_window_is_410(
     start_server: ServerFactory, openai_settings: Settings, upstream: MockUpstream
 ) -> None:
-    server = start_server(openai_settings.model_copy(update={"run_max_events": 10}))
-    upstream.enqueue(Script(chunks=TOKENS * 3))
+    server = start_server(openai_settings.model_copy(update={"run_max_events": 100}))
+    upstream.enqueue(Script(chunks=TOKENS * 20, delay=0.001))
     result = await stream(server.url, "chat", chat_input())
-    assert len(result.events) > 20
+    assert len(result.events) > 200
+    assert result.events[-1].event == "end"
     gone = await _join(server.url, result.headers["x-run-id"])
     assert gone.status == 410
     recent = await _join(
