@@ -33,7 +33,7 @@ class ThreadStore(Protocol):
 
 
 class ThreadHistory(BaseChatMessageHistory):
-    """One thread as a `BaseChatMessageHistory`, for `RunnableWithMessageHistory`.
+    """One thread as a LangChain `BaseChatMessageHistory`, read and extended by `ThreadMemory`.
 
     Async only on purpose: the server never runs chains synchronously, and a sync call
     would have to block an event loop on network or disk.
