@@ -10,7 +10,7 @@ from langchain_core.callbacks import AsyncCallbackHandler
 from langchain_core.messages import AIMessageChunk, BaseMessageChunk
 from langchain_openai import ChatOpenAI
 
-from chains.parsers import InlineStrOutputParser
+from langchain_core.output_parsers import StrOutputParser
 from chains.streamlined_openai import StreamlinedChatOpenAI, sse_events
 from tests.support.mock_upstream import MockUpstream, Script
 
@@ -146,7 +146,7 @@ async def test_chunk_timeout_fires_on_a_silent_stream_even_across_tasks(
     """LangChain pulls each chunk in a new task; the deadline must still fire."""
     _, lean = models
     silent = lean.model_copy(update={"stream_chunk_timeout": 0.3})
-    chain = silent | InlineStrOutputParser()
+    chain = silent | StrOutputParser()
     upstream.enqueue(Script(chunks=["first", "never"], hold_after=1))
     seen: list[str] = []
 
