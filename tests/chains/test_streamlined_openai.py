@@ -8,9 +8,9 @@ import pytest
 import pytest_asyncio
 from langchain_core.callbacks import AsyncCallbackHandler
 from langchain_core.messages import AIMessageChunk, BaseMessageChunk
+from langchain_core.output_parsers import StrOutputParser
 from langchain_openai import ChatOpenAI
 
-from langchain_core.output_parsers import StrOutputParser
 from chains.streamlined_openai import StreamlinedChatOpenAI, sse_events
 from tests.support.mock_upstream import MockUpstream, Script
 
