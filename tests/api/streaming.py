@@ -52,3 +52,18 @@ async def collect(response: httpx.Response) -> StreamResult:
 
 def chat_input(text: str = "hello") -> dict[str, Any]:
     return {"input": {"messages": [{"role": "user", "content": text}]}}
+
+
+async def read_then_hang_up(url: str, body: dict[str, Any], keep: int) -> list[Event]:
+    """Start a chat run, keep its first `keep` events, then drop the connection."""
+    events: list[Event] = []
+    parser = SSEParser()
+    async with (
+        httpx.AsyncClient(base_url=url, timeout=10) as client,
+        client.stream("POST", "/chains/chat/stream", json=body) as response,
+    ):
+        async for chunk in response.aiter_raw():
+            events.extend(parser.feed(chunk))
+            if len(events) >= keep:
+                break
+    return events[:keep]

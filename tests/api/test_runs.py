@@ -8,30 +8,15 @@ import httpx
 import pytest
 
 from api.settings import Settings
-from tests.api.streaming import StreamResult, chat_input, collect, stream
+from tests.api.streaming import StreamResult, chat_input, collect, read_then_hang_up, stream
 from tests.conftest import ServerFactory
 from tests.support.mock_upstream import MockUpstream, Script
 from tests.support.server import LiveServer
-from tests.support.sse import Event, SSEParser
+from tests.support.sse import SSEParser
 
 pytestmark = pytest.mark.asyncio
 
 TOKENS = [f" t{i}" for i in range(12)]
-
-
-async def _read_then_hang_up(url: str, body: dict[str, Any], keep: int) -> list[Event]:
-    """Start a run, keep the first `keep` events, then drop the connection."""
-    events: list[Event] = []
-    parser = SSEParser()
-    async with (
-        httpx.AsyncClient(base_url=url, timeout=10) as client,
-        client.stream("POST", "/chains/chat/stream", json=body) as response,
-    ):
-        async for chunk in response.aiter_raw():
-            events.extend(parser.feed(chunk))
-            if len(events) >= keep:
-                break
-    return events[:keep]
 
 
 async def _join(url: str, run_id: str, **kwargs: Any) -> StreamResult:
@@ -75,7 +60,7 @@ async def test_continued_run_survives_a_hang_up_and_resumes_with_no_gap_or_dupli
 ) -> None:
     upstream.enqueue(Script(chunks=TOKENS, delay=0.03))
     body = {**chat_input(), "on_disconnect": "continue"}
-    first = await _read_then_hang_up(openai_server.url, body, keep=4)
+    first = await read_then_hang_up(openai_server.url, body, keep=4)
     run_id = first[0].json()["run_id"]
     rest = await _join(openai_server.url, run_id, headers={"Last-Event-ID": first[-1].id or ""})
 
@@ -194,7 +179,7 @@ async def test_a_continued_run_still_extends_its_thread(
         thread_id = (await client.post("/threads")).json()["thread_id"]
     upstream.enqueue(Script(chunks=TOKENS, delay=0.03))
     body = {**chat_input("keep going"), "on_disconnect": "continue", "thread_id": thread_id}
-    first = await _read_then_hang_up(openai_server.url, body, keep=2)
+    first = await read_then_hang_up(openai_server.url, body, keep=2)
     run = await _until_ended(openai_server.url, first[0].json()["run_id"])
     assert run["status"] == "done"
     assert run["thread_id"] == thread_id

@@ -4,12 +4,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.api.streaming import StreamResult, chat_input, collect
+from tests.api.streaming import StreamResult, chat_input, collect, read_then_hang_up
 from tests.support.mock_upstream import MockUpstream, Script
 from tests.support.process import ServerProcess
 from tests.support.sse import Event, SSEParser
@@ -35,20 +34,6 @@ def workers(
         yield a, b
 
 
-async def _start_then_drop(url: str, body: dict[str, Any], keep: int) -> list[Event]:
-    events: list[Event] = []
-    parser = SSEParser()
-    async with (
-        httpx.AsyncClient(base_url=url, timeout=10) as client,
-        client.stream("POST", "/chains/chat/stream", json=body) as response,
-    ):
-        async for chunk in response.aiter_raw():
-            events.extend(parser.feed(chunk))
-            if len(events) >= keep:
-                break
-    return events[:keep]
-
-
 async def _join(url: str, run_id: str, last: str | None, keep: int | None = None) -> list[Event]:
     headers = {"Last-Event-ID": last} if last is not None else {}
     events: list[Event] = []
@@ -71,7 +56,7 @@ async def test_a_run_started_on_one_worker_is_joined_and_resumed_through_the_oth
     a, b = workers
     upstream.enqueue(Script(chunks=TOKENS, delay=0.02))
     body = {**chat_input(), "on_disconnect": "continue"}
-    first = await _start_then_drop(a.url, body, keep=5)
+    first = await read_then_hang_up(a.url, body, keep=5)
     run_id = first[0].json()["run_id"]
 
     second = await _join(b.url, run_id, first[-1].id, keep=8)  # dropped again, on B
@@ -92,7 +77,7 @@ async def test_a_run_started_on_one_worker_is_cancelled_through_the_other(
 ) -> None:
     a, b = workers
     upstream.enqueue(Script(chunks=TOKENS * 10, delay=0.05))
-    first = await _start_then_drop(a.url, {**chat_input(), "on_disconnect": "continue"}, keep=4)
+    first = await read_then_hang_up(a.url, {**chat_input(), "on_disconnect": "continue"}, keep=4)
     run_id = first[0].json()["run_id"]
     async with httpx.AsyncClient(timeout=10) as client:
         response = await client.post(f"{b.url}/runs/{run_id}/cancel")
