@@ -5,11 +5,12 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 NODE_DIR := tests/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 NPM := $(shell command -v npm 2>/dev/null)
 
-.PHONY: install node-deps serve test lint typecheck unit format clean lock
+.PHONY: install node-deps serve test lint typecheck unit format clean lock bench bench-smoke
 
 # Re-install whenever the dependency list or the lock changes.
 $(STAMP): pyproject.toml requirements.lock
@@ -38,8 +39,8 @@ serve: install
 test: install lint typecheck unit
 
 lint: install
-	$(BIN)/ruff check api chains tests
-	$(BIN)/ruff format --check api chains tests
+	$(BIN)/ruff check api chains tests bench
+	$(BIN)/ruff format --check api chains tests bench
 
 typecheck: install
 	$(BIN)/mypy
@@ -48,8 +49,22 @@ unit: install node-deps
 	$(BIN)/python -m pytest
 
 format: install
-	$(BIN)/ruff check --fix api chains tests
-	$(BIN)/ruff format api chains tests
+	$(BIN)/ruff check --fix api chains tests bench
+	$(BIN)/ruff format api chains tests bench
+
+# The benchmark's extras (matplotlib, psutil), pinned by the same lock.
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+# Streaming benchmark (bench/README.md): chainserve and three baselines against a mock upstream,
+# about 10 minutes; writes bench/results/latest.{md,json} and the plots.
+bench: install $(BENCH_STAMP)
+	$(BIN)/python -m bench.run
+
+# The same, tiny (about a minute), into a fresh temp dir so committed results stay untouched.
+bench-smoke: install $(BENCH_STAMP)
+	$(BIN)/python -m bench.run --smoke --out "$$(mktemp -d)"
 
 # Refresh the pinned versions after changing dependencies in pyproject.toml.
 lock: install

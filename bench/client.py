@@ -7,9 +7,11 @@ process follow 1,000 concurrent streams while the servers under test share the s
 """
 
 import asyncio
+import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from bench.sse import ChunkedDecoder, Dialect, EventCounter
 
@@ -62,7 +64,7 @@ class StreamResult:
 
     def gaps(self) -> list[float]:
         t = self.times
-        return [b - a for a, b in zip(t, t[1:], strict=False)]
+        return [b - a for a, b in itertools.pairwise(t)]
 
     def rate(self) -> float | None:
         """Tokens per second from first to last token (None with fewer than two)."""
@@ -72,6 +74,11 @@ class StreamResult:
 
 
 class _SSEProtocol(asyncio.Protocol):
+    """One request on its own connection: head, then body (chunked, sized or to EOF), then SSE.
+
+    `closed` resolves when the connection is gone, whatever the reason; the `StreamResult`
+    says whether the body ended where its framing said it would."""
+
     def __init__(self, request: bytes, dialect: Dialect, result: StreamResult) -> None:
         self._request = request
         self._result = result
@@ -85,9 +92,9 @@ class _SSEProtocol(asyncio.Protocol):
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        transport.write(self._request)
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = cast(asyncio.Transport, transport)
+        self._transport.write(self._request)
 
     def data_received(self, data: bytes) -> None:
         now = time.perf_counter()
@@ -165,13 +172,13 @@ class _SSEProtocol(asyncio.Protocol):
         self._fail(reason)
 
 
-async def stream(call: Call, timeout: float, request: bytes | None = None) -> StreamResult:
-    """Send `call` on a fresh connection and follow its stream to the end or to `timeout`."""
+async def stream(call: Call, time_limit: float, request: bytes | None = None) -> StreamResult:
+    """Send `call` on a fresh connection and follow its stream to the end or for `time_limit` s."""
     loop = asyncio.get_running_loop()
     result = StreamResult(started=time.perf_counter())
     protocol: _SSEProtocol | None = None
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(time_limit):
             _, protocol = await loop.create_connection(
                 lambda: _SSEProtocol(request or call.request_bytes(), call.dialect, result),
                 call.host,
@@ -180,15 +187,15 @@ async def stream(call: Call, timeout: float, request: bytes | None = None) -> St
             await protocol.closed
     except TimeoutError:
         if protocol is not None:
-            protocol.abort(f"timed out after {timeout:.0f} s")
-        result.error = result.error or f"timed out after {timeout:.0f} s"
+            protocol.abort(f"timed out after {time_limit:.0f} s")
+        result.error = result.error or f"timed out after {time_limit:.0f} s"
     except OSError as exc:
         result.error = result.error or f"{type(exc).__name__}: {exc}"
     return result
 
 
 async def stream_many(
-    call: Call, count: int, ramp_seconds: float, timeout: float
+    call: Call, count: int, ramp_seconds: float, time_limit: float
 ) -> list[StreamResult]:
     """`count` concurrent streams, started evenly over `ramp_seconds` (independent phases)."""
     request = call.request_bytes()
@@ -198,11 +205,11 @@ async def stream_many(
         delay = start + ramp_seconds * index / count - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        return await stream(call, timeout, request)
+        return await stream(call, time_limit, request)
 
     return list(await asyncio.gather(*(one(i) for i in range(count))))
 
 
-async def sequential(call: Call, count: int, timeout: float) -> Sequence[StreamResult]:
+async def sequential(call: Call, count: int, time_limit: float) -> Sequence[StreamResult]:
     """`count` requests one after another (for time-to-first-token)."""
-    return [await stream(call, timeout) for _ in range(count)]
+    return [await stream(call, time_limit) for _ in range(count)]

@@ -8,9 +8,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, never a display
 
-import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
+import matplotlib.pyplot as plt
 
-from bench.report import SERVER_ORDER  # noqa: E402
+from bench.report import SERVER_ORDER
 
 PLOTS = (
     ("gap_p99_ms", "p99 inter-token gap at the client (ms)", "sweep_p99_gap.png"),
@@ -49,6 +49,8 @@ def plot_sweep(data: Mapping[str, Any], out: Path) -> list[Path]:
             xs, ys, errors = _series(levels, server, key)
             if xs:
                 ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=server)
+        if key == "gap_p99_ms":
+            ax.axhline(1000 / rate, color="grey", linestyle="--", label="upstream's gap")
         ax.set_xscale("log")
         ax.set_xticks([int(level) for level in levels])
         ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())

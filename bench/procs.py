@@ -136,9 +136,9 @@ def launch(
     return Service(name, port, popen, log_path)
 
 
-async def wait_listening(service: Service, timeout: float) -> None:
+async def wait_listening(service: Service, time_limit: float) -> None:
     """Until the port accepts connections (uvicorn binds after app start-up), or raise."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + time_limit
     while time.monotonic() < deadline:
         if not service.alive():
             raise RuntimeError(f"{service.name} exited during start-up:\n{service.log_tail()}")
@@ -151,7 +151,9 @@ async def wait_listening(service: Service, timeout: float) -> None:
         with contextlib.suppress(OSError):
             await writer.wait_closed()
         return
-    raise RuntimeError(f"{service.name} not listening after {timeout:.0f} s:\n{service.log_tail()}")
+    raise RuntimeError(
+        f"{service.name} not listening after {time_limit:.0f} s:\n{service.log_tail()}"
+    )
 
 
 def stop(service: Service, grace: float = 5.0) -> None:

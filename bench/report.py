@@ -18,7 +18,7 @@ def num(value: float | None) -> str:
     if value is None or not math.isfinite(value):
         return "–"
     size = abs(value)
-    if size >= 100:
+    if size >= 99.95 or value == int(value):
         return f"{value:,.0f}"
     if size >= 10:
         return f"{value:.1f}"
@@ -33,7 +33,7 @@ def _summary(entry: Mapping[str, Any] | None, key: str) -> Mapping[str, float] |
 
 
 def cell(entry: Mapping[str, Any] | None, key: str) -> str:
-    """`median (min–max)` of one figure, `–` when there is none."""
+    """`median (min-max)` of one figure, a dash when there is none."""
     s = _summary(entry, key)
     if s is None:
         return "–"
@@ -159,21 +159,49 @@ def _ttft_section(data: Data) -> list[str]:
 
 _SWEEP_COLUMNS = (
     ("ok_streams", "ok streams"),
+    ("total_tokens_per_s", "total tokens/s"),
     ("tokens_per_s", "tokens/s per stream"),
     ("gap_p50_ms", "p50 gap ms"),
     ("gap_p99_ms", "p99 gap ms"),
     ("ttft_p50_ms", "TTFT p50 ms"),
     ("server_cpu_pct", "server CPU %"),
     ("rss_kib_per_stream", "RSS KiB / stream"),
+)
+_HARNESS_COLUMNS = (
     ("client_cpu_pct", "client CPU %"),
     ("upstream_cpu_pct", "upstream CPU %"),
+    ("wall_s", "round wall s"),
 )
 _RATIO_COLUMNS = (
+    ("total_tokens_per_s", "total tokens/s"),
     ("tokens_per_s", "tokens/s per stream"),
     ("gap_p99_ms", "p99 gap"),
+    ("ttft_p50_ms", "TTFT p50"),
     ("server_cpu_pct", "server CPU %"),
     ("rss_kib_per_stream", "RSS / stream"),
 )
+
+
+def _sweep_intro(plan: Mapping[str, Any]) -> str:
+    rate = f"{plan['sweep_rate']:.0f}"
+    return " ".join(
+        [
+            f"N concurrent streams of {plan['sweep_tokens']} tokens; the upstream sends each at",
+            f"{rate} tokens/s, one write per token; the streams start evenly over",
+            f"{plan['ramp_seconds']:.0f} s.",
+            "*total tokens/s*: tokens received by all streams ÷ the round's wall time (the",
+            f"upstream offers N × {rate} while every stream is open).",
+            "*tokens/s per stream*: median over streams of (tokens − 1) ÷ (last − first token),",
+            f"against the upstream's {rate}: the pace once a stream has started.",
+            "*TTFT p50*: how long a stream waited for its first token.",
+            "*Gaps*: between consecutive tokens of one stream at the client, all streams pooled",
+            "(tokens that arrive in one socket read have a 0 ms gap).",
+            "*CPU %*: CPU time ÷ wall time of the round (100 % = one core).",
+            "*RSS / stream*: (peak RSS in the round − idle RSS after warm-up) ÷ N.",
+            "*ok streams*: complete, with every token, within",
+            f"{plan['sweep_timeout']:.0f} s of being sent.",
+        ]
+    )
 
 
 def _sweep_section(data: Data) -> list[str]:
@@ -181,7 +209,7 @@ def _sweep_section(data: Data) -> list[str]:
     if not levels:
         return []
     plan = data["plan"]
-    rows, ratio_rows = [], []
+    rows, ratio_rows, harness_rows = [], [], []
     for level, entries in levels.items():
         for name in _servers(entries):
             entry = entries[name]
@@ -192,18 +220,13 @@ def _sweep_section(data: Data) -> list[str]:
             ratio_rows.append(
                 [level, f"**{name}**", *(ratios(entries, name, k) for k, _ in _RATIO_COLUMNS)]
             )
+            harness_rows.append(
+                [level, f"**{name}**", *(cell(entry, k) for k, _ in _HARNESS_COLUMNS)]
+            )
     return [
         "## 3. Concurrency sweep",
         "",
-        f"N concurrent streams of {plan['sweep_tokens']} tokens; the upstream sends each at "
-        f"{plan['sweep_rate']:.0f} tokens/s, one write per token; the streams start evenly over "
-        f"{plan['ramp_seconds']:.0f} s. *tokens/s per stream*: median over streams of "
-        "(tokens − 1) ÷ (last − first token), against the upstream's "
-        f"{plan['sweep_rate']:.0f}. *Gaps*: between consecutive tokens of one stream at the "
-        "client, all streams pooled. *CPU %*: CPU time ÷ wall time of the round (100 % = one "
-        "core). *RSS / stream*: (peak RSS in the round − idle RSS after warm-up) ÷ N. "
-        "*ok streams*: complete, with every token, within "
-        f"{plan['sweep_timeout']:.0f} s.",
+        _sweep_intro(plan),
         "",
         *_table(["streams", "server", *(t for _, t in _SWEEP_COLUMNS)], rows),
         "",
@@ -211,6 +234,11 @@ def _sweep_section(data: Data) -> list[str]:
         "others, below 1 is better):",
         "",
         *_table(["streams", "server", *(t for _, t in _RATIO_COLUMNS)], ratio_rows),
+        "",
+        "The harness's own load in the same rounds (the load generator and the mock upstream "
+        "share the machine's cores with the server):",
+        "",
+        *_table(["streams", "server", *(t for _, t in _HARNESS_COLUMNS)], harness_rows),
         "",
     ]
 
@@ -223,7 +251,9 @@ def _notes(data: Data) -> list[str]:
         for name, entry in entries.items():
             if entry.get("failed"):
                 notes.append(f"{label} · {name}: failed: {entry['failed']}")
-            notes += [f"{label} · {name}: {error}" for error in entry.get("errors", [])]
+            for error, counts in entry.get("errors", {}).items():
+                per_round = " / ".join(str(count) for count in counts)
+                notes.append(f"{label} · {name}: {error} ({per_round} streams, by round)")
             client_cpu = _summary(entry, "client_cpu_pct")
             if client_cpu and client_cpu["max"] > 85:
                 notes.append(

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import dataclasses
 import datetime
+import functools
 import importlib.metadata
 import json
 import os
@@ -86,11 +87,13 @@ async def collect(plan: Plan, log_dir: Path, data: dict[str, Any]) -> None:
     """Fill `data` section by section, so a run cut short still keeps what it measured."""
     started = time.monotonic()
     steps: list[tuple[str, Callable[[], Awaitable[scenarios.Results]]]] = [
-        ("cpu", lambda: scenarios.cpu_per_chunk(plan, SERVERS, log_dir)),
-        ("ttft", lambda: scenarios.added_ttft(plan, SERVERS, log_dir)),
+        ("cpu", functools.partial(scenarios.cpu_per_chunk, plan, SERVERS, log_dir)),
+        ("ttft", functools.partial(scenarios.added_ttft, plan, SERVERS, log_dir)),
     ]
-    for level in plan.sweep_levels:
-        steps.append((f"sweep {level}", lambda n=level: scenarios.sweep(plan, SERVERS, log_dir, n)))
+    steps += [
+        (f"sweep {n}", functools.partial(scenarios.sweep, plan, SERVERS, log_dir, n))
+        for n in plan.sweep_levels
+    ]
     label = "start-up"
     try:
         async with asyncio.timeout(plan.max_seconds):

@@ -21,6 +21,7 @@ from bench.stats import Summary, median, percentile, summarize
 from bench.targets import Server, Stack, UpstreamArgs, running
 
 MIB = 1024 * 1024
+MAX_ERRORS = 6
 
 
 @dataclass(frozen=True)
@@ -53,14 +54,14 @@ FULL = Plan(
     ttft_requests=20,
     sweep_levels=(100, 300, 1000),
     sweep_tokens=200,
-    sweep_timeout=45.0,
+    sweep_timeout=12.0,
     max_seconds=900.0,
 )
 SMOKE = Plan(
     name="smoke",
     rounds=2,
     sweep_rounds=2,
-    cpu_chunks=300,
+    cpu_chunks=1000,
     ttft_requests=5,
     sweep_levels=(20,),
     sweep_tokens=40,
@@ -75,16 +76,18 @@ class Entry:
 
     rounds: list[dict[str, float]] = field(default_factory=list)
     failed: str | None = None
-    errors: list[str] = field(default_factory=list)
-    """A few distinct stream errors seen (capped), for the report's notes."""
+    errors: dict[str, list[int]] = field(default_factory=dict)
+    """Distinct stream errors (at most `MAX_ERRORS`) and how many streams hit each, per round
+    in which it occurred: the report's notes."""
     extra: dict[str, float] = field(default_factory=dict)
 
     def note_errors(self, results: Sequence[client.StreamResult]) -> None:
-        counts = collections.Counter(r.error for r in results if r.error)
-        for error, count in counts.most_common(3):
-            line = f"{count}× {error}"
-            if len(self.errors) < 6 and line not in self.errors:
-                self.errors.append(line)
+        for error, count in collections.Counter(r.error for r in results if r.error).items():
+            self.note(error, count)
+
+    def note(self, error: str, count: int = 1) -> None:
+        if error in self.errors or len(self.errors) < MAX_ERRORS:
+            self.errors.setdefault(error, []).append(count)
 
     def summary(self) -> dict[str, Summary | None]:
         keys = {key for row in self.rounds for key in row}
@@ -117,14 +120,17 @@ def _measurable(stack: Stack, entry: Entry, name: str) -> Service | None:
     return stack.services[name]
 
 
-async def settle(service: Service, max_seconds: float = 5.0) -> None:
-    """Wait until the server is idle (under 5 ms CPU per 100 ms), at most `max_seconds`."""
+async def settle(stack: Stack, max_seconds: float = 15.0) -> None:
+    """Wait until every process of the stack is idle (under 10 ms CPU per 100 ms in total), at
+    most `max_seconds`: a server still tearing down the previous round's aborted streams would
+    otherwise take CPU from the one being measured."""
+    services = [stack.upstream, *(s for s in stack.services.values() if s.alive())]
     deadline = time.monotonic() + max_seconds
-    last = service.cpu_seconds()
-    while time.monotonic() < deadline and service.alive():
+    last = sum(service.cpu_seconds() for service in services)
+    while time.monotonic() < deadline:
         await asyncio.sleep(0.1)
-        now = service.cpu_seconds()
-        if now - last < 0.005:
+        now = sum(service.cpu_seconds() for service in services)
+        if now - last < 0.01:
             return
         last = now
 
@@ -139,15 +145,14 @@ async def cpu_per_chunk(plan: Plan, servers: Sequence[Server], log_dir: Path) ->
                 service = _measurable(stack, entry, server.name)
                 if service is None:
                     continue
-                await settle(service)
+                await settle(stack)
                 before = service.cpu_seconds()
-                result = await client.stream(server.call(service.port), timeout=120.0)
+                result = await client.stream(server.call(service.port), time_limit=120.0)
                 # Bookkeeping after the last byte (run log, pool release) is the server's cost too.
                 await asyncio.sleep(0.1)
                 spent = service.cpu_seconds() - before
                 if not result.ok(plan.cpu_chunks):
-                    entry.note_errors([result])
-                    entry.errors.append(f"got {result.tokens} of {plan.cpu_chunks} chunks")
+                    entry.note(result.error or f"got {result.tokens} of {plan.cpu_chunks} chunks")
                     continue
                 elapsed = result.times[-1] - result.started
                 entry.rounds.append(
@@ -206,6 +211,7 @@ def _sweep_round(
     ttfts = [ttft for r in results if (ttft := r.ttft) is not None]
     row = {
         "ok_streams": float(sum(r.ok(plan.sweep_tokens) for r in results)),
+        "total_tokens_per_s": sum(r.tokens for r in results) / wall,
         "tokens_per_s": median(rates) if rates else 0.0,
         "gap_p50_ms": percentile(gaps, 50) * 1000,
         "gap_p99_ms": percentile(gaps, 99) * 1000,
@@ -244,15 +250,15 @@ async def sweep(plan: Plan, servers: Sequence[Server], log_dir: Path, streams: i
     async with running(upstream, servers, log_dir) as stack:
         results = _entries(stack, servers)
         idle = {name: service.rss() for name, service in stack.services.items()}
-        for name, entry in results.items():
-            entry.extra["idle_rss_mib"] = idle[name] / MIB
+        for name, rss in idle.items():
+            results[name].extra["idle_rss_mib"] = rss / MIB
         for index in range(plan.sweep_rounds):
             for server in _rotated(servers, index):
                 entry = results[server.name]
                 service = _measurable(stack, entry, server.name)
                 if service is None:
                     continue
-                await settle(service)
+                await settle(stack)
                 row, sample = await _one_sweep(
                     stack, server, service, plan, streams, idle[server.name]
                 )

@@ -12,7 +12,7 @@ class Summary(TypedDict):
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0–100) with linear interpolation; `values` need not be sorted."""
+    """The q-th percentile (0 to 100) with linear interpolation; `values` need not be sorted."""
     if not values:
         return math.nan
     ordered = sorted(values)

@@ -22,6 +22,7 @@ from bench.sse import Dialect
 
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 60.0
+START_ATTEMPTS = 2
 UPSTREAM_MAX_SECONDS = 1800.0
 
 NATIVE_BODY = {"input": {"messages": [{"role": "user", "content": "hi"}]}}
@@ -175,14 +176,49 @@ def _server_env(server: Server, upstream_port: int, data_dir: Path) -> dict[str,
     return clean_env(extra)
 
 
-async def _warm(stack: Stack, server: Server, requests: int, timeout: float) -> None:
-    """A few streams before any measurement: imports, pools and caches fill here, not in a round."""
+async def _warm(stack: Stack, server: Server, requests: int, time_limit: float) -> None:
+    """A few concurrent streams before any measurement: imports, pools and caches fill here,
+    not in a round."""
     call = server.call(stack.services[server.name].port)
-    for _ in range(requests):
-        result = await client.stream(call, timeout)
+    first = await client.stream(call, time_limit)
+    rest = await client.stream_many(call, requests - 1, 0.0, time_limit) if requests > 1 else []
+    for result in (first, *rest):
         if not result.ok():
             stack.failed[server.name] = f"warm-up stream failed: {result.error or result.status}"
             return
+
+
+@dataclass
+class _Launcher:
+    """Starts servers against one upstream; remembers every process it started, for clean-up."""
+
+    upstream_port: int
+    tmp: Path
+    log_dir: Path
+    started: list[Service]
+
+    async def start(self, server: Server, attempts: int = START_ATTEMPTS) -> Service:
+        """Start `server` and wait for its port; one more try if it fails (a developer may be
+        mid-edit in api/ or chains/ while the benchmark imports them)."""
+        data_dir = self.tmp / server.name
+        data_dir.mkdir(exist_ok=True)
+        # chainserve runs from its data dir so a developer's `.env` can't change the run.
+        cwd = data_dir if server.name == "chainserve" else REPO
+        env = _server_env(server, self.upstream_port, data_dir)
+        for attempt in range(1, attempts + 1):
+            port = free_port()
+            service = launch(server.name, server.argv(port), port, env, cwd, self.log_dir)
+            self.started.append(service)
+            try:
+                await wait_listening(service, START_TIMEOUT)
+            except RuntimeError:
+                stop(service)
+                if attempt == attempts:
+                    raise
+                await asyncio.sleep(2.0)
+            else:
+                return service
+        raise AssertionError("unreachable")
 
 
 @asynccontextmanager
@@ -193,7 +229,8 @@ async def running(
     warm_requests: int = 3,
     warm_timeout: float = 60.0,
 ) -> AsyncIterator[Stack]:
-    """Start the upstream and all servers in parallel, warm each up, stop them all on exit."""
+    """Start the upstream and all servers in parallel, warm them up (in parallel too), and
+    stop every process on exit."""
     started: list[Service] = []
     with tempfile.TemporaryDirectory(prefix="chainserve-bench-") as tmp:
         try:
@@ -202,29 +239,24 @@ async def running(
                 "upstream", upstream_args.argv(port), port, clean_env({}), REPO, log_dir
             )
             started.append(upstream)
-            services: dict[str, Service] = {}
-            for server in servers:
-                server_port = free_port()
-                data_dir = Path(tmp) / server.name
-                data_dir.mkdir()
-                # chainserve runs from its data dir so a developer's `.env` can't change the run.
-                cwd = data_dir if server.name == "chainserve" else REPO
-                env = _server_env(server, port, data_dir)
-                services[server.name] = launch(
-                    server.name, server.argv(server_port), server_port, env, cwd, log_dir
-                )
-                started.append(services[server.name])
-            stack = Stack(upstream, services, {})
             await wait_listening(upstream, START_TIMEOUT)
-            waits = [wait_listening(s, START_TIMEOUT) for s in services.values()]
-            for name, outcome in zip(
-                services, await asyncio.gather(*waits, return_exceptions=True), strict=True
-            ):
-                if isinstance(outcome, BaseException):
-                    stack.failed[name] = f"start-up failed: {outcome}"
-            for server in servers:
-                if server.name not in stack.failed:
-                    await _warm(stack, server, warm_requests, warm_timeout)
+            launcher = _Launcher(port, Path(tmp), log_dir, started)
+            outcomes = await asyncio.gather(
+                *(launcher.start(server) for server in servers), return_exceptions=True
+            )
+            stack = Stack(upstream, {}, {})
+            for server, outcome in zip(servers, outcomes, strict=True):
+                if isinstance(outcome, Service):
+                    stack.services[server.name] = outcome
+                else:
+                    stack.failed[server.name] = f"start-up failed: {outcome}"
+            await asyncio.gather(
+                *(
+                    _warm(stack, server, warm_requests, warm_timeout)
+                    for server in servers
+                    if server.name in stack.services
+                )
+            )
             yield stack
         finally:
             for service in reversed(started):
