@@ -158,17 +158,15 @@ async def test_resuming_before_the_kept_window_is_410(
     start_server: ServerFactory, openai_settings: Settings, upstream: MockUpstream
 ) -> None:
     server = start_server(openai_settings.model_copy(update={"run_max_events": 100}))
-    upstream.enqueue(Script(chunks=TOKENS * 20, delay=0.001))
-    result = await stream(server.url, "chat", chat_input())
-    assert len(result.events) > 200
-    assert result.events[-1].event == "end"
-    gone = await _join(server.url, result.headers["x-run-id"])
+    upstream.enqueue(Script(chunks=TOKENS * 20))
+    body = {**chat_input(), "on_disconnect": "continue"}
+    run_id = (await read_then_hang_up(server.url, body, keep=1))[0].json()["run_id"]
+    run = await _until_ended(server.url, run_id)
+    assert run["status"] == "done"
+    assert run["last_seq"] > 200
+    gone = await _join(server.url, run_id)
     assert gone.status == 410
-    recent = await _join(
-        server.url,
-        result.headers["x-run-id"],
-        headers={"Last-Event-ID": result.events[-3].id or ""},
-    )
+    recent = await _join(server.url, run_id, headers={"Last-Event-ID": str(run["last_seq"] - 2)})
     assert [e.event for e in recent.events] == ["data", "end"]
 
 
