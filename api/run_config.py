@@ -6,6 +6,7 @@ before the chain is touched.
 """
 
 import enum
+import functools
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -45,10 +46,16 @@ def _check_labels(config: dict[str, Any]) -> dict[str, Any]:
     return labels
 
 
+@functools.cache
+def _adapter(annotation: Any) -> TypeAdapter[Any]:
+    """One compiled validator per knob type, not one per request."""
+    return TypeAdapter(annotation)
+
+
 def _check_value(chain: RegisteredChain, key: str, value: Any) -> Any:
     spec = chain.configurable[key]
     try:
-        checked = TypeAdapter(spec.annotation).validate_python(value)
+        checked = _adapter(spec.annotation).validate_python(value)
     except ValidationError as exc:
         problem = exc.errors()[0]["msg"]
         raise ConfigError(
