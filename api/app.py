@@ -22,6 +22,7 @@ from api.settings import Settings
 from api.stores import build_run_log, build_thread_store
 from api.version import VERSION
 from chains import build_registry, describe_model
+from chains.upstream_client import UpstreamClient
 
 logger = logging.getLogger("chainserve")
 
@@ -35,7 +36,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     upstream = openai.DefaultAsyncHttpxClient(
         limits=httpx2.Limits(max_connections=None, max_keepalive_connections=64)
     )
-    model_config = settings.model_settings(upstream)
+    # The lean client for streamed completions (chains/upstream_client.py); requests it can't
+    # send exactly as the SDK would (proxies, token providers) still use the pool above.
+    lean = (
+        UpstreamClient(ssl_context_factory=httpx2.create_ssl_context)
+        if settings.lean_upstream
+        else None
+    )
+    model_config = settings.model_settings(upstream, lean)
     model_info = describe_model(model_config)
     threads = build_thread_store(settings)
     runs = RunManager(build_run_log(settings))
@@ -64,6 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await runs.aclose()
             await runs.log.aclose()
             await upstream.aclose()
+            if lean is not None:
+                await lean.aclose()
             await threads.aclose()
 
     app = FastAPI(

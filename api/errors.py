@@ -8,10 +8,13 @@ import httpx
 import httpx2
 import openai
 
+from chains.upstream_client import UpstreamConnectError
+
 logger = logging.getLogger("chainserve.errors")
 
-# The OpenAI SDK moved to httpx2; a custom client may still be classic httpx. Know both.
-_CONNECT_ERRORS = (httpx.ConnectError, httpx2.ConnectError)
+# The OpenAI SDK moved to httpx2; a custom client may still be classic httpx; streamed
+# completions use our own client (chains/upstream_client.py). Know all three.
+_CONNECT_ERRORS = (httpx.ConnectError, httpx2.ConnectError, UpstreamConnectError)
 _TIMEOUTS = (httpx.TimeoutException, httpx2.TimeoutException)
 _TRANSPORT_ERRORS = (httpx.TransportError, httpx2.TransportError)
 

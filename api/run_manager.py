@@ -56,6 +56,11 @@ class RunManager:
                     continue  # the usage-only chunk says nothing to a client
                 run.mark_chunk()
                 await self.log.append(run.run_id, "data", to_json(chunk), _text(chunk))
+                if run.chunks == 1:
+                    # Let the stream's reader send the headers and the first token now: when
+                    # the provider's first read holds many tokens, this task would otherwise
+                    # run through all of them (and the chain's work per token) first.
+                    await asyncio.sleep(0)
         except Exception as exc:  # noqa: BLE001 - every chain failure becomes a typed error
             await self._fail(run, exc)
         except anyio.get_cancelled_exc_class():

@@ -8,6 +8,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from chains import ModelConfig
+from chains.upstream_client import UpstreamClient
 
 
 def _env(name: str) -> AliasChoices:
@@ -33,6 +34,7 @@ class Settings(BaseSettings):
     upstream_max_retries: int = Field(
         2, ge=0, le=10, validation_alias=_env("CHAINSERVE_UPSTREAM_MAX_RETRIES")
     )
+    lean_upstream: bool = Field(True, validation_alias=_env("CHAINSERVE_LEAN_UPSTREAM"))
     offline_delay: float = Field(
         0.015, ge=0.0, le=5.0, validation_alias=_env("CHAINSERVE_OFFLINE_DELAY")
     )
@@ -73,7 +75,11 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
-    def model_settings(self, http_client: httpx2.AsyncClient | None = None) -> ModelConfig:
+    def model_settings(
+        self,
+        http_client: httpx2.AsyncClient | None = None,
+        upstream_client: UpstreamClient | None = None,
+    ) -> ModelConfig:
         key = self.openai_api_key.get_secret_value() if self.openai_api_key else None
         return ModelConfig(
             model=self.model,
@@ -85,4 +91,5 @@ class Settings(BaseSettings):
             max_retries=self.upstream_max_retries,
             offline_delay=self.offline_delay,
             http_client=http_client,
+            upstream_client=upstream_client,
         )

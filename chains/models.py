@@ -11,6 +11,7 @@ from langchain_core.runnables import ConfigurableField, Runnable
 from pydantic import Field, SecretStr
 
 from chains.offline import OFFLINE_MODEL_NAME, OfflineChatModel
+from chains.upstream_client import UpstreamClient
 
 Provider = Literal["openai", "offline"]
 
@@ -35,6 +36,9 @@ class ModelConfig:
     offline_delay: float = 0.015
     http_client: httpx2.AsyncClient | None = field(default=None, compare=False, repr=False)
     """Connection pool for the upstream, owned (and closed) by whoever serves the chains."""
+    upstream_client: UpstreamClient | None = field(default=None, compare=False, repr=False)
+    """The lean HTTP client for streamed completions (`chains/upstream_client.py`), owned like
+    `http_client`; without it every request goes through the SDK's httpx stack."""
 
     @property
     def provider(self) -> Provider:
@@ -90,6 +94,7 @@ def _build_base_model(config: ModelConfig) -> BaseChatModel:
         timeout=config.timeout,
         max_retries=config.max_retries,
         http_async_client=config.http_client,
+        upstream_client=config.upstream_client,
     )
 
 

@@ -12,7 +12,7 @@ path unchanged.
 """
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx2
@@ -22,6 +22,10 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
 from langchain_core.messages import AIMessageChunk, BaseMessage, BaseMessageChunk
 from langchain_core.outputs import ChatGenerationChunk
 from langchain_openai import ChatOpenAI
+from pydantic import Field, PrivateAttr
+
+from chains.upstream_client import UpstreamClient
+from chains.upstream_openai import WireStream, open_stream
 
 _DONE = b"[DONE]"
 
@@ -49,7 +53,12 @@ async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[bytes,
 
 
 class StreamlinedChatOpenAI(ChatOpenAI):
-    """`ChatOpenAI` whose Chat Completions stream skips the SDK's per-chunk models."""
+    """`ChatOpenAI` whose Chat Completions stream skips the SDK's per-chunk models, and, given an
+    `upstream_client`, the SDK's per-request transform and httpx's per-read layers too."""
+
+    upstream_client: UpstreamClient | None = Field(default=None, exclude=True)
+    """Where requests go when nothing needs the SDK's HTTP stack (see `_wire_url`)."""
+    _wire_url_cache: tuple[str | None] | None = PrivateAttr(default=None)
 
     def _takes_fast_path(self, payload: dict[str, Any]) -> bool:
         return not (
@@ -76,9 +85,25 @@ class StreamlinedChatOpenAI(ChatOpenAI):
             async for chunk in super()._astream(messages, stop, run_manager, **kwargs):
                 yield chunk
             return
+        deadline = _ChunkDeadline(self.stream_chunk_timeout or None)
+        url = self._wire_url()
+        body = _wire_body(payload) if url else None
         try:
+            if url is not None and body is not None:
+                wire = await open_stream(self.root_async_client, self.upstream_client, url, body)
+                try:
+                    blocks = _wire_blocks(wire, deadline)
+                    async for chunk in self._chunks(blocks, deadline, run_manager, wire.request):
+                        yield chunk
+                finally:
+                    wire.close()
+                return
             async with self.async_client.with_streaming_response.create(**payload) as response:
-                async for chunk in self._chunks(response.http_response, run_manager):
+                http = response.http_response
+                blocks = _bytes(http, deadline)
+                async for chunk in self._chunks(
+                    blocks, deadline, run_manager, lambda: http.request
+                ):
                     yield chunk
         except openai.BadRequestError as exc:
             from langchain_openai.chat_models.base import _handle_openai_bad_request
@@ -89,19 +114,58 @@ class StreamlinedChatOpenAI(ChatOpenAI):
 
             _handle_openai_api_error(exc)
 
+    def _wire_url(self) -> str | None:
+        """The Chat Completions URL when the lean client can send this model's requests exactly
+        as the SDK would: a static API key (no token provider, workload identity or provider
+        runtime), no default query, and no proxy configured for the URL. Else None.
+
+        Decided once per model instance: its client and settings do not change after
+        construction (`configurable_fields` builds a new instance instead)."""
+        if self._wire_url_cache is None:
+            self._wire_url_cache = (self._find_wire_url(),)
+        return self._wire_url_cache[0]
+
+    def _find_wire_url(self) -> str | None:
+        if self.upstream_client is None:
+            return None
+        client = self.root_async_client
+        try:
+            if (
+                any(
+                    getattr(client, name, _MISSING) is not None
+                    for name in (
+                        "_provider_runtime",
+                        "_workload_identity_auth",
+                        "_api_key_provider",
+                    )
+                )
+                or client.default_query
+            ):
+                return None
+            url = f"{client.base_url}chat/completions"
+            http = client._client
+            if http._transport_for_url(httpx2.URL(url)) is not http._transport:
+                return None  # a proxy (or a custom mount) applies
+        except AttributeError:  # an SDK whose internals moved: stay on its own path
+            return None
+        return url if url.startswith(("http://", "https://")) else None
+
     async def _chunks(
-        self, response: Any, run_manager: AsyncCallbackManagerForLLMRun | None
+        self,
+        blocks: AsyncIterator[bytes],
+        deadline: "_ChunkDeadline",
+        run_manager: AsyncCallbackManagerForLLMRun | None,
+        request: Callable[[], httpx2.Request],
     ) -> AsyncIterator[ChatGenerationChunk]:
         chunk_class: type[BaseMessageChunk] = AIMessageChunk
-        deadline = _ChunkDeadline(self.stream_chunk_timeout or None)
-        async for event, data in sse_events(_bytes(response, deadline)):
+        async for event, data in sse_events(blocks):
             if data == _DONE:
                 break
             chunk = orjson.loads(data)
             if not isinstance(chunk, dict):
                 continue
             if chunk.get("error") or event == b"error":
-                _raise_stream_error(chunk, response)
+                _raise_stream_error(chunk, request())
             if event:
                 continue  # named events belong to other APIs; the SDK skips them too
             generation = self._convert_chunk_to_generation_chunk(chunk, chunk_class, {})
@@ -115,6 +179,25 @@ class StreamlinedChatOpenAI(ChatOpenAI):
                     generation.text, chunk=generation, logprobs=logprobs
                 )
             yield generation
+
+
+_MISSING = object()
+
+
+def _wire_body(payload: dict[str, Any]) -> bytes | None:
+    """The JSON the SDK would send for `payload`, or None if only the SDK can send it."""
+    if payload.keys() & {"extra_headers", "extra_query", "timeout"}:
+        return None
+    body = dict(payload)
+    extra = body.pop("extra_body", None)
+    if isinstance(extra, dict):
+        body.update(extra)
+    elif extra is not None:
+        return None
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        return None
 
 
 class _ChunkDeadline:
@@ -135,13 +218,11 @@ class _ChunkDeadline:
             self.at = asyncio.get_running_loop().time() + self.seconds
 
 
-def _raise_stream_error(chunk: dict[str, Any], response: Any) -> None:
+def _raise_stream_error(chunk: dict[str, Any], request: httpx2.Request) -> None:
     """An error the provider sent inside the stream, raised as the SDK raises it."""
     error = chunk.get("error", chunk)
     message = error.get("message") if isinstance(error, dict) else str(error)
-    raise openai.APIError(
-        message or "An error occurred during streaming", response.request, body=error
-    )
+    raise openai.APIError(message or "An error occurred during streaming", request, body=error)
 
 
 async def _bytes(response: Any, deadline: _ChunkDeadline) -> AsyncIterator[bytes]:
@@ -159,4 +240,18 @@ async def _bytes(response: Any, deadline: _ChunkDeadline) -> AsyncIterator[bytes
             raise TimeoutError(
                 f"no streamed chunk from the model provider for {deadline.seconds:.0f}s"
             ) from None
+        yield block
+
+
+async def _wire_blocks(response: WireStream, deadline: "_ChunkDeadline") -> AsyncIterator[bytes]:
+    """The body from the lean client, under the chunk deadline (one timer per wait at most)."""
+    while True:
+        try:
+            block = await response.read(deadline.at)
+        except TimeoutError:
+            raise TimeoutError(
+                f"no streamed chunk from the model provider for {deadline.seconds:.0f}s"
+            ) from None
+        if not block:
+            return
         yield block

@@ -12,6 +12,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_openai import ChatOpenAI
 
 from chains.streamlined_openai import StreamlinedChatOpenAI, sse_events
+from chains.upstream_client import UpstreamClient
 from tests.support.mock_upstream import MockUpstream, Script
 
 pytestmark = pytest.mark.asyncio
@@ -53,10 +54,12 @@ def _merged(chunks: list[BaseMessageChunk]) -> Any:
 Models = tuple[ChatOpenAI, ChatOpenAI]
 
 
-@pytest_asyncio.fixture
-async def models(upstream: MockUpstream) -> AsyncIterator[Models]:
-    """Stock ChatOpenAI and ours, same settings, sharing one connection pool."""
+@pytest_asyncio.fixture(params=["sdk-http", "lean-http"])
+async def models(upstream: MockUpstream, request: pytest.FixtureRequest) -> AsyncIterator[Models]:
+    """Stock ChatOpenAI and ours, same settings, sharing one connection pool; ours sends its
+    requests through the SDK's httpx client or through our lean `UpstreamClient`."""
     client = openai.DefaultAsyncHttpxClient()
+    lean_client = UpstreamClient() if request.param == "lean-http" else None
     settings: dict[str, Any] = {
         "model": "gpt-4o-mini",
         "api_key": "sk-test",
@@ -66,8 +69,12 @@ async def models(upstream: MockUpstream) -> AsyncIterator[Models]:
         "stream_usage": True,
         "http_async_client": client,
     }
-    yield ChatOpenAI(**settings), StreamlinedChatOpenAI(**settings)
+    lean = StreamlinedChatOpenAI(**settings, upstream_client=lean_client)
+    assert (lean._wire_url() is not None) == (lean_client is not None)
+    yield ChatOpenAI(**settings), lean
     await client.aclose()
+    if lean_client is not None:
+        await lean_client.aclose()
 
 
 async def test_same_chunks_usage_and_finish_reason_as_chat_openai(
