@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from api.body_guard import BodyGuard
 from api.error_handlers import install_error_handlers
+from api.gc_tuning import tune_gc_for_streaming
 from api.langserve_routes import mount_langserve, reset_loop_state
 from api.routes import chains as chain_routes
 from api.routes import health
@@ -66,6 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         reset_loop_state()
         runs.start_listening()
+        if settings.gc_tuning:
+            tune_gc_for_streaming()
         try:
             yield
         finally:

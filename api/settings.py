@@ -59,6 +59,7 @@ class Settings(BaseSettings):
         3600.0, gt=0, validation_alias=_env("CHAINSERVE_RUN_TTL_SECONDS")
     )
     run_max_events: int = Field(10_000, ge=100, validation_alias=_env("CHAINSERVE_RUN_MAX_EVENTS"))
+    gc_tuning: bool = Field(True, validation_alias=_env("CHAINSERVE_GC_TUNING"))
     host: str = Field("127.0.0.1", validation_alias=_env("CHAINSERVE_HOST"))
     port: int = Field(8000, ge=0, le=65535, validation_alias=_env("CHAINSERVE_PORT"))
     log_level: str = Field("info", validation_alias=_env("CHAINSERVE_LOG_LEVEL"))

@@ -40,6 +40,9 @@ def offline_settings(**overrides: object) -> Settings:
         "openai_api_key": None,
         "openai_base_url": None,
         "offline_delay": 0.0,
+        # Process-wide, and gc.freeze() would pin the test process's garbage: off in tests
+        # (tests/api/test_app.py checks it for real in a server process).
+        "gc_tuning": False,
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
