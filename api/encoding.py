@@ -3,6 +3,7 @@
 import json
 from typing import Any
 
+import orjson
 from pydantic import BaseModel
 
 
@@ -19,6 +20,14 @@ def _default(value: Any) -> Any:
 
 def to_json(value: Any) -> str:
     """Encode one value for an SSE `data` line; newlines and quotes are escaped by JSON."""
+    if type(value) is str:
+        # The per-token case. orjson writes a str exactly as json.dumps does here (compact,
+        # no ASCII escaping; checked over every code point below U+0800 and beyond), in a
+        # fraction of the time; a lone surrogate, which orjson refuses, takes the slow path.
+        try:
+            return orjson.dumps(value).decode()
+        except orjson.JSONEncodeError:
+            pass
     return json.dumps(value, default=_default, ensure_ascii=False, separators=(",", ":"))
 
 

@@ -16,7 +16,14 @@ class _Entry:
     expires_at: float
     events: list[RunEvent] = field(default_factory=list)
     """Contiguous by seq, so a reader slices instead of scanning."""
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    """Readers waiting for the next event; each is woken once, then forgotten."""
+
+    def notify(self) -> None:
+        waiters, self.waiters = self.waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def since(self, after: int) -> list[RunEvent]:
         first = self.events[0].seq if self.events else self.record.last_seq + 1
@@ -28,6 +35,11 @@ class _Entry:
         # Amortised: drop the oldest half once the window is twice the bound.
         if len(self.events) >= 2 * keep:
             del self.events[: len(self.events) - keep]
+
+
+def _time_up(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class MemoryRunLog:
@@ -68,8 +80,7 @@ class MemoryRunLog:
         entry.trim(self._max_events)
         entry.expires_at = time.monotonic() + self._ttl
         self._runs.move_to_end(run_id)
-        entry.changed.set()
-        entry.changed = asyncio.Event()
+        entry.notify()
         return record.last_seq
 
     async def finish(self, run_id: str, changes: dict[str, Any], event: str, data: str) -> None:
@@ -86,12 +97,18 @@ class MemoryRunLog:
     async def read(self, run_id: str, after: int, wait: float) -> list[RunEvent]:
         entry = self._entry(run_id)
         if entry.record.last_seq <= after and wait > 0:
+            # A bare future and one timer handle: this wait happens once per event per reader,
+            # and `asyncio.timeout` (or an Event per append) costs several times as much.
+            loop = asyncio.get_running_loop()
+            waiter: asyncio.Future[None] = loop.create_future()
+            entry.waiters.append(waiter)
+            timer = loop.call_later(wait, _time_up, waiter)
             try:
-                # asyncio.timeout, not wait_for: no extra task per wait on the per-event path.
-                async with asyncio.timeout(wait):
-                    await entry.changed.wait()
-            except TimeoutError:
-                return []
+                await waiter
+            finally:
+                timer.cancel()
+                if waiter in entry.waiters:  # timed out or cancelled: not woken by an append
+                    entry.waiters.remove(waiter)
         return entry.since(after)
 
     async def publish_cancel(self, run_id: str) -> None:

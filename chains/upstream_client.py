@@ -162,21 +162,25 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
         self._wake()
 
-    async def wait(self, seconds: float | None) -> None:
-        """Until something changes: bytes, the end of the body, or an error."""
-        self.waiter = asyncio.get_running_loop().create_future()
+    async def wait(self, seconds: float | None, error: Exception | None = None) -> None:
+        """Until something changes (bytes, the end of the body, an error), or `seconds` pass:
+        then `error` is raised (by default, the read timeout's).
+
+        A future and one timer handle per wait: this runs once per streamed event, and
+        `asyncio.timeout` costs several times as much."""
+        loop = asyncio.get_running_loop()
+        waiter = self.waiter = loop.create_future()
+        timer = None
+        if seconds is not None:
+            if error is None:
+                error = UpstreamTimeoutError(f"no data from the model provider for {seconds:g}s")
+            timer = loop.call_later(seconds, _fail_waiter, waiter, error)
         try:
-            if seconds is None:
-                await self.waiter
-            else:
-                async with asyncio.timeout(seconds):
-                    await self.waiter
-        except TimeoutError:
-            raise UpstreamTimeoutError(
-                f"no data from the model provider for {seconds:g}s"
-            ) from None
+            await waiter
         finally:
             self.waiter = None
+            if timer is not None:
+                timer.cancel()
 
     def take(self) -> bytes:
         data = self.body[0] if len(self.body) == 1 else b"".join(self.body)
@@ -189,6 +193,11 @@ class _Connection(asyncio.Protocol):
 
     def reusable(self) -> bool:
         return self.complete and self.keep_alive and not self.closed and not self.body
+
+
+def _fail_waiter(waiter: asyncio.Future[None], error: Exception) -> None:
+    if not waiter.done():
+        waiter.set_exception(error)
 
 
 class UpstreamResponse:
@@ -226,8 +235,7 @@ class UpstreamResponse:
             if left <= 0:
                 raise TimeoutError
             if self.read_timeout is None or left < self.read_timeout:
-                async with asyncio.timeout(left):
-                    await conn.wait(None)
+                await conn.wait(left, TimeoutError())
             else:
                 await conn.wait(self.read_timeout)
 
