@@ -243,10 +243,44 @@ def _sweep_section(data: Data) -> list[str]:
     ]
 
 
+def _capacity_section(data: Data) -> list[str]:
+    entries = data.get("capacity")
+    if not entries:
+        return []
+    plan = data["plan"]
+    rows = []
+    for name in _servers(entries):
+        entry = entries[name]
+        if entry.get("failed"):
+            rows.append(_failed_row(name, entry, 5))
+            continue
+        rows.append(
+            [
+                f"**{name}**",
+                cell(entry, "streams"),
+                *(ratio(entries, name, b, "streams") for b in BASELINES),
+            ]
+        )
+    levels = ", ".join(str(n) for n in plan["capacity_levels"])
+    return [
+        "## 4. Capacity of one worker",
+        "",
+        f"The most concurrent streams ({plan['sweep_tokens']} tokens at "
+        f"{plan['sweep_rate']:.0f} tokens/s, started over {plan['ramp_seconds']:.0f} s) one "
+        f"worker serves with every stream complete and a p99 inter-token gap under "
+        f"{plan['capacity_gap_ms']:.0f} ms. Levels tried upwards ({levels}); the first "
+        f"failure ends the search. Rounds: {plan['capacity_rounds']}.",
+        "",
+        *_table(["server", "streams", "× bare", "× langserve", "× relay"], rows),
+        "",
+    ]
+
+
 def _notes(data: Data) -> list[str]:
     notes: list[str] = list(data.get("notes", []))
     sections = [("cpu", data.get("cpu") or {}), ("ttft", data.get("ttft") or {})]
     sections += [(f"sweep {n}", e) for n, e in (data.get("sweep") or {}).items()]
+    sections.append(("capacity", data.get("capacity") or {}))
     for label, entries in sections:
         for name, entry in entries.items():
             if entry.get("failed"):
@@ -277,6 +311,7 @@ def render(data: Data) -> str:
         *_cpu_section(data),
         *_ttft_section(data),
         *_sweep_section(data),
+        *_capacity_section(data),
         *_notes(data),
     ]
     return "\n".join(lines).rstrip() + "\n"

@@ -94,6 +94,7 @@ async def collect(plan: Plan, log_dir: Path, data: dict[str, Any]) -> None:
         (f"sweep {n}", functools.partial(scenarios.sweep, plan, SERVERS, log_dir, n))
         for n in plan.sweep_levels
     ]
+    steps.append(("capacity", functools.partial(scenarios.capacity, plan, SERVERS, log_dir)))
     label = "start-up"
     try:
         async with asyncio.timeout(plan.max_seconds):

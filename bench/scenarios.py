@@ -44,6 +44,10 @@ class Plan:
     sweep_rate: float = 50.0
     ramp_seconds: float = 1.0
     """Sweep streams start evenly over this long, so their token phases are independent."""
+    capacity_levels: tuple[int, ...] = (25, 50, 75, 100, 150, 200, 300, 400)
+    capacity_rounds: int = 2
+    capacity_gap_ms: float = 50.0
+    """A level passes when every stream completes and the p99 inter-token gap is below this."""
 
 
 FULL = Plan(
@@ -55,7 +59,7 @@ FULL = Plan(
     sweep_levels=(100, 300, 1000),
     sweep_tokens=200,
     sweep_timeout=12.0,
-    max_seconds=900.0,
+    max_seconds=1200.0,
 )
 SMOKE = Plan(
     name="smoke",
@@ -67,6 +71,8 @@ SMOKE = Plan(
     sweep_tokens=40,
     sweep_timeout=15.0,
     max_seconds=150.0,
+    capacity_levels=(10, 20),
+    capacity_rounds=1,
 )
 
 
@@ -273,4 +279,35 @@ async def sweep(plan: Plan, servers: Sequence[Server], log_dir: Path, streams: i
                     entry.failed = f"no stream delivered tokens at {streams} streams"
                     continue
                 entry.rounds.append(row)
+        return results
+
+
+async def capacity(plan: Plan, servers: Sequence[Server], log_dir: Path) -> Results:
+    """Per server and round, the largest of `capacity_levels` at which that many paced streams
+    all complete with a p99 inter-token gap under `capacity_gap_ms`: levels are tried upwards
+    and the first failure ends the search (0 if even the first level fails)."""
+    upstream = UpstreamArgs(plan.sweep_tokens, plan.sweep_rate)
+    async with running(upstream, servers, log_dir) as stack:
+        results = _entries(stack, servers)
+        idle = {name: service.rss() for name, service in stack.services.items()}
+        for index in range(plan.capacity_rounds):
+            for server in _rotated(servers, index):
+                entry = results[server.name]
+                passed = 0
+                for level in plan.capacity_levels:
+                    service = _measurable(stack, entry, server.name)
+                    if service is None:
+                        break
+                    await settle(stack)
+                    row, sample = await _one_sweep(
+                        stack, server, service, plan, level, idle[server.name]
+                    )
+                    entry.note_errors(sample)
+                    if row["ok_streams"] < level or row["gap_p99_ms"] >= plan.capacity_gap_ms:
+                        entry.extra[f"round {index + 1} stopped at"] = float(level)
+                        entry.extra[f"round {index + 1} p99 gap ms there"] = row["gap_p99_ms"]
+                        break
+                    passed = level
+                if entry.failed is None:
+                    entry.rounds.append({"streams": float(passed)})
         return results
