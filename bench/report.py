@@ -5,7 +5,7 @@ layout changes without re-running anything.
 """
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 Data = Mapping[str, Any]
@@ -69,6 +69,18 @@ def _failed_row(name: str, entry: Mapping[str, Any], width: int) -> list[str]:
     )
 
 
+def _rows(
+    entries: Mapping[str, Any], width: int, row: Callable[[str, Mapping[str, Any]], list[str]]
+) -> list[list[str]]:
+    """One row per server in report order; a failed server gets its reason instead."""
+    return [
+        _failed_row(name, entries[name], width)
+        if entries[name].get("failed")
+        else row(name, entries[name])
+        for name in _servers(entries)
+    ]
+
+
 def _header(data: Data) -> list[str]:
     meta, plan = data["meta"], data["plan"]
     dirty = " (with uncommitted changes)" if meta.get("dirty") else ""
@@ -96,20 +108,16 @@ def _cpu_section(data: Data) -> list[str]:
     if not entries:
         return []
     plan = data["plan"]
-    rows = []
-    for name in _servers(entries):
-        entry = entries[name]
-        if entry.get("failed"):
-            rows.append(_failed_row(name, entry, 6))
-            continue
-        rows.append(
-            [
-                f"**{name}**",
-                cell(entry, "us_per_chunk"),
-                *(ratio(entries, name, b, "us_per_chunk") for b in BASELINES),
-                cell(entry, "chunks_per_s"),
-            ]
-        )
+    rows = _rows(
+        entries,
+        6,
+        lambda name, entry: [
+            f"**{name}**",
+            cell(entry, "us_per_chunk"),
+            *(ratio(entries, name, b, "us_per_chunk") for b in BASELINES),
+            cell(entry, "chunks_per_s"),
+        ],
+    )
     header = ["server", "CPU µs / chunk", "× bare", "× langserve", "× relay", "chunks / s"]
     return [
         "## 1. Server CPU per streamed chunk",
@@ -129,20 +137,16 @@ def _ttft_section(data: Data) -> list[str]:
     if not entries:
         return []
     plan = data["plan"]
-    rows = []
-    for name in _servers(entries):
-        entry = entries[name]
-        if entry.get("failed"):
-            rows.append(_failed_row(name, entry, 6))
-            continue
-        rows.append(
-            [
-                f"**{name}**",
-                cell(entry, "added_ms"),
-                cell(entry, "ttft_ms"),
-                *(ratio(entries, name, b, "added_ms") for b in BASELINES),
-            ]
-        )
+    rows = _rows(
+        entries,
+        6,
+        lambda name, entry: [
+            f"**{name}**",
+            cell(entry, "added_ms"),
+            cell(entry, "ttft_ms"),
+            *(ratio(entries, name, b, "added_ms") for b in BASELINES),
+        ],
+    )
     header = ["server", "added TTFT ms", "TTFT ms", "× bare", "× langserve", "× relay"]
     return [
         "## 2. Added time to first token",
@@ -248,19 +252,15 @@ def _capacity_section(data: Data) -> list[str]:
     if not entries:
         return []
     plan = data["plan"]
-    rows = []
-    for name in _servers(entries):
-        entry = entries[name]
-        if entry.get("failed"):
-            rows.append(_failed_row(name, entry, 5))
-            continue
-        rows.append(
-            [
-                f"**{name}**",
-                cell(entry, "streams"),
-                *(ratio(entries, name, b, "streams") for b in BASELINES),
-            ]
-        )
+    rows = _rows(
+        entries,
+        5,
+        lambda name, entry: [
+            f"**{name}**",
+            cell(entry, "streams"),
+            *(ratio(entries, name, b, "streams") for b in BASELINES),
+        ],
+    )
     levels = ", ".join(str(n) for n in plan["capacity_levels"])
     return [
         "## 4. Capacity of one worker",
