@@ -11,7 +11,7 @@ rely on — and iterates the model's stream directly, taking each chunk's text i
 
 from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
-from typing import Any, cast
+from typing import Any, Protocol, cast, runtime_checkable
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForChainRun,
@@ -26,11 +26,21 @@ from langchain_core.runnables.config import (
     get_async_callback_manager_for_config,
     patch_config,
 )
+from langchain_core.runnables.configurable import DynamicRunnable
 from langchain_core.runnables.utils import ConfigurableFieldSpec, get_unique_config_specs
 from langchain_core.tracers._streaming import _StreamingCallbackHandler
 from pydantic import ConfigDict
 
 StreamBody = Callable[[RunnableConfig], AsyncIterator[str]]
+
+
+@runtime_checkable
+class TextStreaming(Protocol):
+    """A model that streams text itself, with the callbacks its `astream` would make."""
+
+    def astream_text(
+        self, input: LanguageModelInput, config: RunnableConfig | None = None
+    ) -> AsyncIterator[str]: ...
 
 
 async def traced_stream(
@@ -119,5 +129,16 @@ class PromptModelText(RunnableSerializable[dict[str, Any], str]):
 
     async def _texts(self, input: dict[str, Any], config: RunnableConfig) -> AsyncIterator[str]:
         prompt = await self.prompt.ainvoke(input, config)
-        async for chunk in self.model.astream(prompt, config):
+        # A model that can stream its text directly (`chains/text_lane.py`) is asked to; the
+        # configurable wrapper is resolved first, exactly as its own `astream` would.
+        model, model_config = (
+            self.model.prepare(config)
+            if isinstance(self.model, DynamicRunnable)
+            else (self.model, config)
+        )
+        if isinstance(model, TextStreaming):
+            async for text in model.astream_text(prompt, model_config):
+                yield text
+            return
+        async for chunk in model.astream(prompt, model_config):
             yield _text(chunk)

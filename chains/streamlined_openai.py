@@ -19,11 +19,14 @@ import httpx2
 import openai
 import orjson
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
+from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessageChunk, BaseMessage, BaseMessageChunk
 from langchain_core.outputs import ChatGenerationChunk
+from langchain_core.runnables import RunnableConfig
 from langchain_openai import ChatOpenAI
 from pydantic import Field, PrivateAttr
 
+from chains.text_lane import stream_text
 from chains.upstream_client import UpstreamClient
 from chains.upstream_openai import WireStream, open_stream
 
@@ -68,6 +71,16 @@ class StreamlinedChatOpenAI(ChatOpenAI):
             or self._uses_gateway
         )
 
+    def _stream_payload(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
+        request = dict(kwargs)
+        request["stream"] = True
+        stream_usage = self._should_stream_usage(request.pop("stream_usage", None), **request)
+        if stream_usage:
+            request["stream_options"] = {"include_usage": stream_usage}
+        return self._get_request_payload(messages, stop=stop, **request)
+
     async def _astream(
         self,
         messages: list[BaseMessage],
@@ -75,16 +88,34 @@ class StreamlinedChatOpenAI(ChatOpenAI):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        request = dict(kwargs)
-        request["stream"] = True
-        stream_usage = self._should_stream_usage(request.pop("stream_usage", None), **request)
-        if stream_usage:
-            request["stream_options"] = {"include_usage": stream_usage}
-        payload = self._get_request_payload(messages, stop=stop, **request)
+        payload = self._stream_payload(messages, stop, kwargs)
         if not self._takes_fast_path({**payload, **self.model_kwargs}):
             async for chunk in super()._astream(messages, stop, run_manager, **kwargs):
                 yield chunk
             return
+        chunk_class: type[BaseMessageChunk] = AIMessageChunk
+        async for raw in self._chunk_dicts(payload):
+            generation = self._convert_chunk_to_generation_chunk(raw, chunk_class, {})
+            if generation is None:
+                continue
+            chunk_class = generation.message.__class__
+            if run_manager:
+                logprobs = (generation.generation_info or {}).get("logprobs")
+                await run_manager.on_llm_new_token(
+                    generation.text, chunk=generation, logprobs=logprobs
+                )
+            yield generation
+
+    async def astream_text(
+        self, input: LanguageModelInput, config: RunnableConfig | None = None
+    ) -> AsyncIterator[str]:
+        """The text of each streamed chunk, as `astream` would give it; see `chains/text_lane.py`
+        for when this skips the per-token message objects, and why that is safe."""
+        async for text in stream_text(self, input, config):
+            yield text
+
+    async def _chunk_dicts(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """The provider's chunks as dicts, through the lean client or the SDK's."""
         deadline = _ChunkDeadline(self.stream_chunk_timeout or None)
         url = self._wire_url()
         body = _wire_body(payload) if url else None
@@ -93,17 +124,14 @@ class StreamlinedChatOpenAI(ChatOpenAI):
                 wire = await open_stream(self.root_async_client, self.upstream_client, url, body)
                 try:
                     blocks = _wire_blocks(wire, deadline)
-                    async for chunk in self._chunks(blocks, deadline, run_manager, wire.request):
+                    async for chunk in _parsed(blocks, deadline, wire.request):
                         yield chunk
                 finally:
                     wire.close()
                 return
             async with self.async_client.with_streaming_response.create(**payload) as response:
                 http = response.http_response
-                blocks = _bytes(http, deadline)
-                async for chunk in self._chunks(
-                    blocks, deadline, run_manager, lambda: http.request
-                ):
+                async for chunk in _parsed(_bytes(http, deadline), deadline, lambda: http.request):
                     yield chunk
         except openai.BadRequestError as exc:
             from langchain_openai.chat_models.base import _handle_openai_bad_request
@@ -150,38 +178,26 @@ class StreamlinedChatOpenAI(ChatOpenAI):
             return None
         return url if url.startswith(("http://", "https://")) else None
 
-    async def _chunks(
-        self,
-        blocks: AsyncIterator[bytes],
-        deadline: "_ChunkDeadline",
-        run_manager: AsyncCallbackManagerForLLMRun | None,
-        request: Callable[[], httpx2.Request],
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        chunk_class: type[BaseMessageChunk] = AIMessageChunk
-        async for event, data in sse_events(blocks):
-            if data == _DONE:
-                break
-            chunk = orjson.loads(data)
-            if not isinstance(chunk, dict):
-                continue
-            if chunk.get("error") or event == b"error":
-                _raise_stream_error(chunk, request())
-            if event:
-                continue  # named events belong to other APIs; the SDK skips them too
-            generation = self._convert_chunk_to_generation_chunk(chunk, chunk_class, {})
-            deadline.restart()
-            if generation is None:
-                continue
-            chunk_class = generation.message.__class__
-            if run_manager:
-                logprobs = (generation.generation_info or {}).get("logprobs")
-                await run_manager.on_llm_new_token(
-                    generation.text, chunk=generation, logprobs=logprobs
-                )
-            yield generation
-
 
 _MISSING = object()
+
+
+async def _parsed(
+    blocks: AsyncIterator[bytes], deadline: "_ChunkDeadline", request: Callable[[], httpx2.Request]
+) -> AsyncIterator[dict[str, Any]]:
+    """Chunk dicts from SSE bytes; an error the provider sends mid-stream raises as the SDK's."""
+    async for event, data in sse_events(blocks):
+        if data == _DONE:
+            break
+        chunk = orjson.loads(data)
+        if not isinstance(chunk, dict):
+            continue
+        if chunk.get("error") or event == b"error":
+            _raise_stream_error(chunk, request())
+        if event:
+            continue  # named events belong to other APIs; the SDK skips them too
+        deadline.restart()
+        yield chunk
 
 
 def _wire_body(payload: dict[str, Any]) -> bytes | None:

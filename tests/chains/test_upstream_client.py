@@ -3,7 +3,7 @@ careful HTTP/1.1 client: keep-alive, odd framings, back-pressure, time-outs, sta
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
@@ -14,6 +14,7 @@ from langchain_openai import ChatOpenAI
 from chains.streamlined_openai import StreamlinedChatOpenAI
 from chains.upstream_client import HIGH_WATER, UpstreamClient, UpstreamError
 from tests.support.mock_upstream import MockUpstream, Script
+from tests.support.raw_server import raw_server, read_request
 
 pytestmark = pytest.mark.asyncio
 
@@ -143,8 +144,6 @@ async def test_proxy_settings_keep_requests_on_the_sdk_client(
 
 # Raw servers for what the mock upstream never does.
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
 SSE_BODY = (
     b'data: {"id":"x","object":"chat.completion.chunk","created":0,"model":"m",'
     b'"choices":[{"index":0,"delta":{"role":"assistant","content":"raw"},'
@@ -153,60 +152,18 @@ SSE_BODY = (
 )
 
 
-@contextlib.asynccontextmanager
-async def _raw_server(handler: Handler) -> AsyncIterator[str]:
-    """Every connection's handler finishes (or is cancelled) and its socket is closed before
-    the test ends, so nothing leaks into the next test's event loop."""
-    handlers: set[asyncio.Task[None]] = set()
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        handlers.add(task)
-        try:
-            await handler(reader, writer)
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.close()
-        if handlers:
-            _, pending = await asyncio.wait(handlers, timeout=2)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-
-
-async def _read_request(reader: asyncio.StreamReader) -> bool:
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except (asyncio.IncompleteReadError, ConnectionError):
-        return False
-    length = next(
-        int(line.split(b":", 1)[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length:")
-    )
-    await reader.readexactly(length)
-    return True
-
-
 async def test_a_close_delimited_body_streams_to_its_end(
     lean_client: UpstreamClient, sdk_http: Any
 ) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
+        await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n")
         for line in SSE_BODY.split(b"\n\n")[:-1]:
             writer.write(line + b"\n\n")
             await writer.drain()
         writer.close()
 
-    async with _raw_server(handler) as base_url:
+    async with raw_server(handler) as base_url:
         model = StreamlinedChatOpenAI(**_settings(base_url, sdk_http), upstream_client=lean_client)
         assert await _text(model) == "raw"
 
@@ -221,13 +178,13 @@ async def test_a_kept_alive_connection_the_provider_dropped_is_replaced(
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal connections
         connections += 1
-        if await _read_request(reader):
+        if await read_request(reader):
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(SSE_BODY))
             writer.write(SSE_BODY)
             await writer.drain()
-        await _read_request(reader)  # the next request: hang up without a word
+        await read_request(reader)  # the next request: hang up without a word
 
-    async with _raw_server(handler) as base_url:
+    async with raw_server(handler) as base_url:
         model = StreamlinedChatOpenAI(**_settings(base_url, sdk_http), upstream_client=lean_client)
         assert [await _text(model) for _ in range(3)] == ["raw"] * 3
     assert connections == 3
@@ -239,7 +196,7 @@ async def test_a_slow_reader_pauses_the_socket_instead_of_buffering_everything(
     size = 8 * HIGH_WATER
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
+        await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % size)
         block = b"x" * 65536
         with contextlib.suppress(ConnectionError):
@@ -247,7 +204,7 @@ async def test_a_slow_reader_pauses_the_socket_instead_of_buffering_everything(
                 writer.write(block)
                 await writer.drain()
 
-    async with _raw_server(handler) as base_url:
+    async with raw_server(handler) as base_url:
         response = await lean_client.request(
             base_url + "/chat/completions", [], b"{}", connect_timeout=5, read_timeout=5
         )
@@ -268,13 +225,13 @@ async def test_closing_mid_body_hangs_up_and_a_closed_client_refuses_work(
     hung_up = asyncio.Event()
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
+        await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")
         await writer.drain()
         if not await reader.read(1):
             hung_up.set()
 
-    async with _raw_server(handler) as base_url:
+    async with raw_server(handler) as base_url:
         url = base_url + "/chat/completions"
         response = await lean_client.request(url, [], b"{}", connect_timeout=5, read_timeout=5)
         assert await response.read() == b"hello"
