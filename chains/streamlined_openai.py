@@ -62,6 +62,8 @@ class StreamlinedChatOpenAI(ChatOpenAI):
     upstream_client: UpstreamClient | None = Field(default=None, exclude=True)
     """Where requests go when nothing needs the SDK's HTTP stack (see `_wire_url`)."""
     _wire_url_cache: tuple[str | None] | None = PrivateAttr(default=None)
+    _params_cache: dict[str, Any] | None = PrivateAttr(default=None)
+    _ls_params_cache: dict[str, Any] | None = PrivateAttr(default=None)
 
     def _takes_fast_path(self, payload: dict[str, Any]) -> bool:
         return not (
@@ -113,6 +115,19 @@ class StreamlinedChatOpenAI(ChatOpenAI):
         for when this skips the per-token message objects, and why that is safe."""
         async for text in stream_text(self, input, config):
             yield text
+
+    def _lane_invocation_params(self) -> dict[str, Any]:
+        """`_get_invocation_params(stop=None)`, computed once: it depends only on this instance's
+        fields (configurable changes build a new instance), and it runs `inspect.signature`."""
+        if self._params_cache is None:
+            self._params_cache = self._get_invocation_params(stop=None)
+        return dict(self._params_cache)
+
+    def _lane_ls_params(self) -> dict[str, Any]:
+        """`_get_ls_params_with_defaults(stop=None)`, computed once for the same reason."""
+        if self._ls_params_cache is None:
+            self._ls_params_cache = dict(self._get_ls_params_with_defaults(stop=None))
+        return dict(self._ls_params_cache)
 
     async def _chunk_dicts(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """The provider's chunks as dicts, through the lean client or the SDK's."""

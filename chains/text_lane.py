@@ -39,7 +39,6 @@ from langchain_core.outputs import ChatGenerationChunk, LLMResult
 from langchain_core.outputs.chat_generation import merge_chat_generation_chunks
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config
-from langchain_core.tracers._streaming import _StreamingCallbackHandler
 from langchain_core.utils.utils import LC_ID_PREFIX
 
 if TYPE_CHECKING:
@@ -52,8 +51,8 @@ def wants_tokens(handler: Any) -> bool:
     """Whether a callback handler does anything with `on_llm_new_token`."""
     if getattr(handler, "ignore_llm", False):
         return False
-    if isinstance(handler, _StreamingCallbackHandler):
-        return True
+    if hasattr(handler, "tap_output_aiter"):
+        return True  # astream_events / astream_log (`_StreamingCallbackHandler`)
     return getattr(type(handler), "on_llm_new_token", None) not in _TOKEN_NO_OPS
 
 
@@ -119,14 +118,14 @@ async def stream_text(
     """`model.astream(input, config)`, each chunk's text; see the module docstring."""
     config = ensure_config(config)
     messages = model._convert_input(input).to_messages()
-    params = model._get_invocation_params(stop=None)
+    params = model._lane_invocation_params()
     manager = AsyncCallbackManager.configure(
         config.get("callbacks"),
         model.callbacks,
         model.verbose,
         config.get("tags"),
         model.tags,
-        {**(config.get("metadata") or {}), **model._get_ls_params_with_defaults(stop=None)},
+        {**(config.get("metadata") or {}), **model._lane_ls_params()},
         model.metadata,
         langsmith_inheritable_metadata=_filter_invocation_params_for_tracing(params),
     )
