@@ -20,6 +20,7 @@ from langchain_core.callbacks import (
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import BaseMessage
 from langchain_core.prompt_values import PromptValue
+from langchain_core.prompts import BasePromptTemplate
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
 from langchain_core.runnables.config import (
     ensure_config,
@@ -29,6 +30,8 @@ from langchain_core.runnables.config import (
 from langchain_core.runnables.configurable import DynamicRunnable
 from langchain_core.runnables.utils import ConfigurableFieldSpec, get_unique_config_specs
 from pydantic import ConfigDict
+
+from chains.listeners import wants_chain_runs
 
 StreamBody = Callable[[RunnableConfig], AsyncIterator[str]]
 
@@ -87,6 +90,24 @@ class PromptModelText(RunnableSerializable[dict[str, Any], str]):
     def config_specs(self) -> list[ConfigurableFieldSpec]:
         return get_unique_config_specs([*self.prompt.config_specs, *self.model.config_specs])
 
+    async def _format(self, input: dict[str, Any], config: RunnableConfig) -> PromptValue:
+        """`prompt.ainvoke`, minus the prompt's own child run when no handler would receive it
+        (`chains/listeners.py`): with no tracer that run is only callback-manager work."""
+        prompt, prompt_config = (
+            self.prompt.prepare(config)
+            if isinstance(self.prompt, DynamicRunnable)
+            else (self.prompt, config)
+        )
+        # Configured as the prompt's own run would be: context-variable hooks (LangSmith,
+        # `collect_runs`) add their handlers here, not through the inherited callbacks.
+        handlers = get_async_callback_manager_for_config(prompt_config).handlers
+        if isinstance(prompt, BasePromptTemplate) and not any(
+            wants_chain_runs(handler) for handler in handlers
+        ):
+            # What BasePromptTemplate.ainvoke runs inside its run, validation included.
+            return await prompt._aformat_prompt_with_error_handling(input)
+        return await prompt.ainvoke(input, prompt_config)
+
     def _run(
         self, input: dict[str, Any], run_manager: CallbackManagerForChainRun, config: RunnableConfig
     ) -> str:
@@ -125,7 +146,7 @@ class PromptModelText(RunnableSerializable[dict[str, Any], str]):
             yield text
 
     async def _texts(self, input: dict[str, Any], config: RunnableConfig) -> AsyncIterator[str]:
-        prompt = await self.prompt.ainvoke(input, config)
+        prompt = await self._format(input, config)
         # A model that can stream its text directly (`chains/text_lane.py`) is asked to; the
         # configurable wrapper is resolved first, exactly as its own `astream` would.
         model, model_config = (

@@ -22,8 +22,7 @@ wants tokens sends the call through `astream` unchanged, as do a rate limiter an
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from langchain_core.callbacks import AsyncCallbackHandler, AsyncCallbackManager
-from langchain_core.callbacks.base import LLMManagerMixin
+from langchain_core.callbacks import AsyncCallbackManager
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models._utils import (
     _filter_invocation_params_for_tracing,
@@ -41,19 +40,10 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config
 from langchain_core.utils.utils import LC_ID_PREFIX
 
+from chains.listeners import wants_tokens
+
 if TYPE_CHECKING:
     from chains.streamlined_openai import StreamlinedChatOpenAI
-
-_TOKEN_NO_OPS = (LLMManagerMixin.on_llm_new_token, AsyncCallbackHandler.on_llm_new_token)
-
-
-def wants_tokens(handler: Any) -> bool:
-    """Whether a callback handler does anything with `on_llm_new_token`."""
-    if getattr(handler, "ignore_llm", False):
-        return False
-    if hasattr(handler, "tap_output_aiter"):
-        return True  # astream_events / astream_log (`_StreamingCallbackHandler`)
-    return getattr(type(handler), "on_llm_new_token", None) not in _TOKEN_NO_OPS
 
 
 def _plain_text(chunk: dict[str, Any]) -> str | None:

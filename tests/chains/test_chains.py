@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 from langchain_core.language_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.tracers.context import collect_runs
 from pydantic import Field
 
 from chains import ModelConfig, build_registry
@@ -87,3 +88,38 @@ def test_offline_model_is_used_without_key_or_base_url() -> None:
         "a",
         "k",
     )
+
+
+def _tree(run: Any) -> list[tuple[str, str]]:
+    """(run type, name) of a run and every descendant, depth first."""
+    return [(run.run_type, run.name)] + [pair for child in run.child_runs for pair in _tree(child)]
+
+
+@pytest.mark.asyncio
+async def test_a_tracer_sees_the_prompt_and_the_model_as_child_runs() -> None:
+    """With a tracer attached, the shortcuts that skip unobserved work are off: the prompt's and
+    the model's runs are there, inside the chain's, with the model's tokens."""
+    chain = compose_chat(_fake("traced reply"))
+    with collect_runs() as runs:
+        text = "".join(
+            [c async for c in chain.astream({"messages": [{"role": "user", "content": "hi"}]})]
+        )
+    assert text == "traced reply"
+    (root,) = runs.traced_runs
+    tree = _tree(root)
+    assert ("prompt", "ChatPromptTemplate") in tree
+    assert ("llm", "RecordingFake") in tree
+    (llm,) = [r for r in _walk(root) if r.run_type == "llm"]
+    assert any(event["name"] == "new_token" for event in llm.events)
+
+
+def _walk(run: Any) -> list[Any]:
+    return [run] + [r for child in run.child_runs for r in _walk(child)]
+
+
+@pytest.mark.asyncio
+async def test_a_prompt_missing_a_variable_fails_the_same_without_a_tracer() -> None:
+    chain = compose_explain(_fake("unused"))
+    with pytest.raises(KeyError, match="topic"):
+        async for _ in chain.astream({}):
+            pass

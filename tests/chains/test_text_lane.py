@@ -12,9 +12,10 @@ import pytest
 import pytest_asyncio
 from langchain_core.callbacks import AsyncCallbackHandler
 from langchain_core.outputs import LLMResult
+from langchain_core.tracers.context import collect_runs
 
+from chains.listeners import wants_tokens
 from chains.streamlined_openai import StreamlinedChatOpenAI
-from chains.text_lane import wants_tokens
 from chains.upstream_client import UpstreamClient
 from tests.support.mock_upstream import MockUpstream, Script
 from tests.support.raw_server import raw_server, read_request
@@ -227,3 +228,16 @@ async def test_tool_call_chunks_reach_the_end_of_the_run_as_with_astream() -> No
     assert lane_final == stock
     assert lane_final["tool_call_chunks"][0]["args"] == '{"city":"Oslo"}'
     assert lane_final["response_metadata"]["finish_reason"] == "tool_calls"
+
+
+async def test_a_tracer_gets_the_full_astream_with_every_token(
+    model: StreamlinedChatOpenAI, upstream: MockUpstream
+) -> None:
+    upstream.enqueue(Script(chunks=["a", "b", "c"]))
+    with collect_runs() as runs:
+        texts = [t async for t in model.astream_text("hi")]
+    assert "".join(texts) == "abc"
+    (run,) = runs.traced_runs
+    tokens = [e["kwargs"]["token"] for e in run.events if e["name"] == "new_token"]
+    assert [t for t in tokens if t] == ["a", "b", "c"]
+    assert run.outputs is not None
