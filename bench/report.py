@@ -276,11 +276,64 @@ def _capacity_section(data: Data) -> list[str]:
     ]
 
 
+def _workers_section(data: Data) -> list[str]:
+    entries = data.get("workers")
+    if not entries:
+        return []
+    plan = data["plan"]
+    interval_ms = 1000 / plan["multi_rate"]
+
+    def added(entry: Mapping[str, Any]) -> str:
+        p99 = _summary(entry, "gap_p99_ms")
+        return "–" if p99 is None else num(p99["median"] - interval_ms)
+
+    rows = _rows(
+        entries,
+        9,
+        lambda name, entry: [
+            f"**{name}**",
+            cell(entry, "ok_streams"),
+            cell(entry, "tokens_per_s"),
+            cell(entry, "gap_p99_ms"),
+            added(entry),
+            cell(entry, "ttft_p50_ms"),
+            cell(entry, "server_cpu_pct"),
+            cell(entry, "rss_kib_per_stream"),
+            ratio(entries, name, "bare", "rss_kib_per_stream"),
+        ],
+    )
+    header = [
+        "server",
+        "ok streams",
+        "tokens/s per stream",
+        "p99 gap ms",
+        "p99 added gap ms",
+        "TTFT p50 ms",
+        "server CPU % (all workers)",
+        "RSS KiB / stream",
+        "RSS × bare",
+    ]
+    return [
+        f"## 5. {plan['multi_streams']:,} streams, {plan['multi_workers']} workers",
+        "",
+        f"{plan['multi_streams']:,} concurrent streams of {plan['sweep_tokens']} tokens at "
+        f"{plan['multi_rate']:.0f} tokens/s each (one token every {interval_ms:.0f} ms), started "
+        f"over {plan['ramp_seconds']:.0f} s, each server with {plan['multi_workers']} workers "
+        "(LangServe left out). *p99 added gap*: the p99 gap minus the upstream's "
+        f"{interval_ms:.0f} ms. *ok streams*: complete within {plan['multi_timeout']:.0f} s. "
+        f"Rounds: {plan['multi_rounds']}.",
+        "",
+        *_table(header, rows),
+        "",
+    ]
+
+
 def _notes(data: Data) -> list[str]:
     notes: list[str] = list(data.get("notes", []))
     sections = [("cpu", data.get("cpu") or {}), ("ttft", data.get("ttft") or {})]
     sections += [(f"sweep {n}", e) for n, e in (data.get("sweep") or {}).items()]
     sections.append(("capacity", data.get("capacity") or {}))
+    sections.append(("workers", data.get("workers") or {}))
     for label, entries in sections:
         for name, entry in entries.items():
             if entry.get("failed"):
@@ -312,6 +365,7 @@ def render(data: Data) -> str:
         *_ttft_section(data),
         *_sweep_section(data),
         *_capacity_section(data),
+        *_workers_section(data),
         *_notes(data),
     ]
     return "\n".join(lines).rstrip() + "\n"

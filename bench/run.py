@@ -95,6 +95,7 @@ async def collect(plan: Plan, log_dir: Path, data: dict[str, Any]) -> None:
         for n in plan.sweep_levels
     ]
     steps.append(("capacity", functools.partial(scenarios.capacity, plan, SERVERS, log_dir)))
+    steps.append(("workers", functools.partial(scenarios.many_workers, plan, SERVERS, log_dir)))
     label = "start-up"
     try:
         async with asyncio.timeout(plan.max_seconds):

@@ -7,6 +7,7 @@ A server that dies or cannot start is recorded as failed with the reason, and th
 
 import asyncio
 import collections
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -48,6 +49,13 @@ class Plan:
     capacity_rounds: int = 2
     capacity_gap_ms: float = 50.0
     """A level passes when every stream completes and the p99 inter-token gap is below this."""
+    multi_streams: int = 1000
+    multi_rate: float = 20.0
+    multi_workers: int = 2
+    multi_timeout: float = 30.0
+    multi_rounds: int = 1
+    multi_servers: tuple[str, ...] = ("chainserve", "bare", "relay")
+    """LangServe is left out: at one worker it already fails 100 streams (see the sweep)."""
 
 
 FULL = Plan(
@@ -73,6 +81,8 @@ SMOKE = Plan(
     max_seconds=150.0,
     capacity_levels=(10, 20),
     capacity_rounds=1,
+    multi_streams=40,
+    multi_timeout=20.0,
 )
 
 
@@ -311,3 +321,26 @@ async def capacity(plan: Plan, servers: Sequence[Server], log_dir: Path) -> Resu
                 if entry.failed is None:
                     entry.rounds.append({"streams": float(passed)})
         return results
+
+
+def _with_workers(server: Server, workers: int) -> Server:
+    base = server.argv
+    return dataclasses.replace(server, argv=lambda port: [*base(port), "--workers", str(workers)])
+
+
+async def many_workers(plan: Plan, servers: Sequence[Server], log_dir: Path) -> Results:
+    """The issue's load: `multi_streams` streams at `multi_rate` tokens/s each, every server with
+    `multi_workers` uvicorn workers (chainserve's `--workers` and uvicorn's are the same flag),
+    measured like a sweep level."""
+    paced = dataclasses.replace(
+        plan,
+        sweep_rate=plan.multi_rate,
+        sweep_timeout=plan.multi_timeout,
+        sweep_rounds=plan.multi_rounds,
+    )
+    scaled = [
+        _with_workers(server, plan.multi_workers)
+        for server in servers
+        if server.name in plan.multi_servers
+    ]
+    return await sweep(paced, scaled, log_dir, plan.multi_streams)
