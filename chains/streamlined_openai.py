@@ -12,7 +12,7 @@ path unchanged.
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import httpx2
@@ -64,6 +64,15 @@ class StreamlinedChatOpenAI(ChatOpenAI):
     _wire_url_cache: tuple[str | None] | None = PrivateAttr(default=None)
     _params_cache: dict[str, Any] | None = PrivateAttr(default=None)
     _ls_params_cache: dict[str, Any] | None = PrivateAttr(default=None)
+
+    def model_copy(
+        self, *, update: Mapping[str, Any] | None = None, deep: bool = False
+    ) -> "StreamlinedChatOpenAI":
+        """A copy whose cached per-instance values are computed again: `update` may change the
+        fields they come from (pydantic would otherwise copy the caches along)."""
+        copied = super().model_copy(update=update, deep=deep)
+        copied._wire_url_cache = copied._params_cache = copied._ls_params_cache = None
+        return copied
 
     def _takes_fast_path(self, payload: dict[str, Any]) -> bool:
         return not (

@@ -241,3 +241,17 @@ async def test_a_tracer_gets_the_full_astream_with_every_token(
     tokens = [e["kwargs"]["token"] for e in run.events if e["name"] == "new_token"]
     assert [t for t in tokens if t] == ["a", "b", "c"]
     assert run.outputs is not None
+
+
+async def test_a_copy_with_other_settings_reports_its_own_invocation_params(
+    model: StreamlinedChatOpenAI, upstream: MockUpstream
+) -> None:
+    """The lane computes invocation params once per instance; a `model_copy` recomputes them."""
+    upstream.enqueue(Script(chunks=["x"]))
+    assert [t async for t in model.astream_text("hi")]  # the original's cache is filled
+    for temperature in (0.1, 0.9):
+        copy = model.model_copy(update={"temperature": temperature})
+        recorder = RunRecorder()
+        upstream.enqueue(Script(chunks=["x"]))
+        assert [t async for t in copy.astream_text("hi", {"callbacks": [recorder]})]
+        assert recorder.started[0]["invocation_params"]["temperature"] == temperature
