@@ -271,25 +271,34 @@ async def sweep(plan: Plan, servers: Sequence[Server], log_dir: Path, streams: i
         for index in range(plan.sweep_rounds):
             for server in _rotated(servers, index):
                 entry = results[server.name]
-                service = _measurable(stack, entry, server.name)
-                if service is None:
-                    continue
-                await settle(stack)
-                row, sample = await _one_sweep(
-                    stack, server, service, plan, streams, idle[server.name]
-                )
-                entry.note_errors(sample)
-                if not service.alive():
-                    entry.failed = (
-                        f"process died during {streams} streams "
-                        f"(exit code {service.popen.returncode}): {service.log_tail(3)}"
-                    )
+                row = await _level(stack, entry, server, plan, streams, idle[server.name])
+                if row is None:
                     continue
                 if row["ok_streams"] == 0 and row["tokens_per_s"] == 0:
                     entry.failed = f"no stream delivered tokens at {streams} streams"
                     continue
                 entry.rounds.append(row)
         return results
+
+
+async def _level(
+    stack: Stack, entry: Entry, server: Server, plan: Plan, streams: int, idle_rss: int
+) -> dict[str, float] | None:
+    """One round of `streams` paced streams against `server` after the machine settles; None
+    (and `entry.failed` set) if the server is gone or died during the round."""
+    service = _measurable(stack, entry, server.name)
+    if service is None:
+        return None
+    await settle(stack)
+    row, sample = await _one_sweep(stack, server, service, plan, streams, idle_rss)
+    entry.note_errors(sample)
+    if not service.alive():
+        entry.failed = (
+            f"process died during {streams} streams "
+            f"(exit code {service.popen.returncode}): {service.log_tail(3)}"
+        )
+        return None
+    return row
 
 
 async def capacity(plan: Plan, servers: Sequence[Server], log_dir: Path) -> Results:
@@ -305,14 +314,9 @@ async def capacity(plan: Plan, servers: Sequence[Server], log_dir: Path) -> Resu
                 entry = results[server.name]
                 passed = 0
                 for level in plan.capacity_levels:
-                    service = _measurable(stack, entry, server.name)
-                    if service is None:
+                    row = await _level(stack, entry, server, plan, level, idle[server.name])
+                    if row is None:
                         break
-                    await settle(stack)
-                    row, sample = await _one_sweep(
-                        stack, server, service, plan, level, idle[server.name]
-                    )
-                    entry.note_errors(sample)
                     if row["ok_streams"] < level or row["gap_p99_ms"] >= plan.capacity_gap_ms:
                         entry.extra[f"round {index + 1} stopped at"] = float(level)
                         entry.extra[f"round {index + 1} p99 gap ms there"] = row["gap_p99_ms"]
