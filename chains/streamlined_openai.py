@@ -141,11 +141,11 @@ class StreamlinedChatOpenAI(ChatOpenAI):
     async def _chunk_dicts(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """The provider's chunks as dicts, through the lean client or the SDK's."""
         deadline = _ChunkDeadline(self.stream_chunk_timeout or None)
-        url = self._wire_url()
+        upstream, url = self.upstream_client, self._wire_url()
         body = _wire_body(payload) if url else None
         try:
-            if url is not None and body is not None:
-                wire = await open_stream(self.root_async_client, self.upstream_client, url, body)
+            if upstream is not None and url is not None and body is not None:
+                wire = await open_stream(self.root_async_client, upstream, url, body)
                 try:
                     blocks = _wire_blocks(wire, deadline)
                     async for chunk in _parsed(blocks, deadline, wire.request):

@@ -82,10 +82,9 @@ def _timeouts(client: openai.AsyncOpenAI) -> tuple[float | None, float | None]:
 
 
 async def open_stream(
-    client: openai.AsyncOpenAI, upstream: UpstreamClient | None, url: str, body: bytes
+    client: openai.AsyncOpenAI, upstream: UpstreamClient, url: str, body: bytes
 ) -> WireStream:
     """POST `body` to `url`, retrying as the SDK would, until a 2xx head or a final error."""
-    assert upstream is not None
     connect_timeout, read_timeout = _timeouts(client)
     max_retries = client.max_retries
     for retries_taken in range(max_retries + 1):
