@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from api.event_window import EventWindow
 from api.run_log import RunEvent, RunGone, RunRecord
 
 
@@ -14,8 +15,7 @@ from api.run_log import RunEvent, RunGone, RunRecord
 class _Entry:
     record: RunRecord
     expires_at: float
-    events: list[RunEvent] = field(default_factory=list)
-    """Contiguous by seq, so a reader slices instead of scanning."""
+    window: EventWindow
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
     """Readers waiting for the next event; each is woken once, then forgotten."""
 
@@ -24,17 +24,6 @@ class _Entry:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
-
-    def since(self, after: int) -> list[RunEvent]:
-        first = self.events[0].seq if self.events else self.record.last_seq + 1
-        if after + 1 < first:
-            raise RunGone(self.record.run_id)
-        return self.events[after + 1 - first :]
-
-    def trim(self, keep: int) -> None:
-        # Amortised: drop the oldest half once the window is twice the bound.
-        if len(self.events) >= 2 * keep:
-            del self.events[: len(self.events) - keep]
 
 
 def _time_up(waiter: asyncio.Future[None]) -> None:
@@ -68,7 +57,9 @@ class MemoryRunLog:
 
     async def create(self, record: RunRecord, metadata: str) -> None:
         self._evict()
-        self._runs[record.run_id] = _Entry(record, time.monotonic() + self._ttl)
+        self._runs[record.run_id] = _Entry(
+            record, time.monotonic() + self._ttl, EventWindow(self._max_events)
+        )
         await self.append(record.run_id, "metadata", metadata)
 
     async def append(self, run_id: str, event: str, data: str, output: str = "") -> int:
@@ -76,8 +67,7 @@ class MemoryRunLog:
         record = entry.record
         record.last_seq += 1
         record.output += output
-        entry.events.append(RunEvent(record.last_seq, event, data))
-        entry.trim(self._max_events)
+        entry.window.append(event, data)
         entry.expires_at = time.monotonic() + self._ttl
         self._runs.move_to_end(run_id)
         entry.notify()
@@ -109,7 +99,10 @@ class MemoryRunLog:
                 timer.cancel()
                 if waiter in entry.waiters:  # timed out or cancelled: not woken by an append
                     entry.waiters.remove(waiter)
-        return entry.since(after)
+        events = entry.window.since(after)
+        if events is None:
+            raise RunGone(run_id)
+        return events
 
     async def publish_cancel(self, run_id: str) -> None:
         return None  # one process: the run manager cancels its own tasks directly

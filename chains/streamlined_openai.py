@@ -146,6 +146,7 @@ class StreamlinedChatOpenAI(ChatOpenAI):
         try:
             if upstream is not None and url is not None and body is not None:
                 wire = await open_stream(self.root_async_client, upstream, url, body)
+                body = None  # sent: not worth holding for the length of the stream
                 try:
                     blocks = _wire_blocks(wire, deadline)
                     async for chunk in _parsed(blocks, deadline, wire.request):

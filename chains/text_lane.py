@@ -67,6 +67,9 @@ def _plain_text(chunk: dict[str, Any]) -> str | None:
     return content
 
 
+_JOIN_EVERY = 64
+
+
 class _Merged:
     """What `on_llm_end` needs, kept small: converted chunks plus runs of plain text."""
 
@@ -76,7 +79,11 @@ class _Merged:
         self.texts: list[str] = []
 
     def add_text(self, text: str) -> None:
-        self.texts.append(text)
+        texts = self.texts
+        texts.append(text)
+        if len(texts) >= _JOIN_EVERY:
+            # A token's text as its own str costs ~55 bytes of overhead; joined, one byte a char.
+            self.texts = ["".join(texts)]
 
     def add(self, chunk: ChatGenerationChunk) -> None:
         self._flush()

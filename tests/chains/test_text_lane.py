@@ -103,8 +103,9 @@ async def _both(
         Script(chunks=["Hel", "lo\n", "ünï 🚀", "", "!"]),
         Script(chunks=["cut"], finish_reason="length"),
         Script(chunks=[]),
+        Script(chunks=[f"w{i} " for i in range(150)]),
     ],
-    ids=["text", "length", "empty"],
+    ids=["text", "length", "empty", "long"],
 )
 async def test_the_lane_streams_the_same_text_and_ends_the_run_the_same(
     model: StreamlinedChatOpenAI, upstream: MockUpstream, script: Script
