@@ -1,17 +1,22 @@
 """The app factory: `create_app(settings)` builds everything; importing builds nothing."""
 
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx2
 import openai
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
+from api.api_keys import ApiKeys
+from api.auth import RequireApiKey
 from api.body_guard import BodyGuard
 from api.error_handlers import install_error_handlers
 from api.gc_tuning import tune_gc_for_streaming
 from api.langserve_routes import mount_langserve, reset_loop_state
+from api.routes import auth as auth_routes
 from api.routes import chains as chain_routes
 from api.routes import health
 from api.routes import openai as openai_routes
@@ -21,6 +26,7 @@ from api.routes import ui as ui_routes
 from api.run_manager import RunManager
 from api.settings import Settings
 from api.stores import build_run_log, build_thread_store
+from api.stream_tokens import StreamTokens
 from api.version import VERSION
 from chains import build_registry, describe_model
 from chains.upstream_client import UpstreamClient
@@ -90,13 +96,42 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.model_info = model_info
     app.state.threads = threads
     app.state.runs = runs
+    keys = ApiKeys([key.get_secret_value() for key in settings.api_keys])
+    app.state.stream_tokens = StreamTokens(
+        _token_secret(settings, keys), settings.stream_token_ttl_seconds
+    )
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(auth_routes.router)
     app.include_router(chain_routes.router)
     app.include_router(thread_routes.router)
     app.include_router(run_routes.router)
     app.include_router(openai_routes.router)
     app.include_router(ui_routes.router)
     mount_langserve(app, chains, playground=settings.langserve_playground)
-    app.add_middleware(BodyGuard, max_depth=settings.max_json_depth)
+    app.add_middleware(
+        BodyGuard, max_depth=settings.max_json_depth, max_bytes=settings.max_body_bytes
+    )
+    # Added last runs first: CORS answers preflights (which carry no key) before auth.
+    app.add_middleware(RequireApiKey, keys=keys, tokens=app.state.stream_tokens)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["authorization", "x-api-key", "content-type", "last-event-id"],
+            expose_headers=["x-run-id", "retry-after"],
+            # Keys travel in headers, never cookies: no credentials, so "*" is never paired
+            # with them.
+            allow_credentials=False,
+            max_age=600,
+        )
     return app
+
+
+def _token_secret(settings: Settings, keys: ApiKeys) -> bytes:
+    if settings.stream_token_secret is not None:
+        return settings.stream_token_secret.get_secret_value().encode()
+    if keys.enabled:
+        return keys.token_secret()
+    return secrets.token_bytes(32)  # no keys: tokens open nothing that isn't open already

@@ -1,19 +1,23 @@
 """Pure ASGI middleware that refuses request bodies no JSON parser should be handed.
 
-Python's `json` module raises `RecursionError` on deeply nested input (a 500 from every
-route, LangServe's included) and FastAPI reports invalid UTF-8 inconsistently, so both
-are turned into a clear 400 here, before any route parses the body. The body is then
-replayed to the app unchanged; later `receive()` calls pass through, so disconnects
-still reach streaming responses.
+Bodies over `max_bytes` are refused with a 413 as soon as the count passes the limit: on the
+declared `Content-Length` before a byte is read, and on the bytes actually received for chunked
+bodies (or a `Content-Length` that lies), so nothing larger is ever buffered.
+
+Python's `json` module raises `RecursionError` on deeply nested input (a 500 from every route,
+LangServe's included) and FastAPI reports invalid UTF-8 inconsistently, so both are turned into
+a clear 400 here, before any route parses the body. The body is then replayed to the app
+unchanged; later `receive()` calls pass through, so disconnects still reach streaming responses.
 """
 
-import json
 import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.openai_errors import is_openai_path
-from api.protocols.openai_chat import openai_error
+from api.asgi_errors import send_error
+
+DRAIN_LIMIT = 8 * 1024 * 1024
+"""Bytes of a refused body read and thrown away so the client gets to read the 413."""
 
 _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
 
@@ -42,28 +46,78 @@ def _problem(body: bytes, max_depth: int) -> str | None:
 
 
 class BodyGuard:
-    def __init__(self, app: ASGIApp, max_depth: int) -> None:
+    def __init__(self, app: ASGIApp, max_depth: int, max_bytes: int) -> None:
         self.app = app
         self.max_depth = max_depth
+        self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
+        declared = _declared_length(scope)
+        if declared > self.max_bytes:
+            # Drain what is coming unless it is huge or the client waits for 100 Continue
+            # (curl does for large bodies): then it never sends the body at all.
+            drain = declared <= DRAIN_LIMIT and not _header_is(scope, b"expect", b"100-continue")
+            await self._too_large(scope, receive, send, drain=drain)
+            return
         chunks: list[bytes] = []
+        size = 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
-            chunks.append(message.get("body", b""))
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                more = message.get("more_body", False)
+                await self._too_large(scope, receive, send, drain=more)
+                return
+            chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
         problem = _problem(body, self.max_depth)
         if problem:
-            await _reject(send, problem, openai=is_openai_path(scope["path"]))
+            await send_error(scope, send, 400, "invalid_body", problem)
             return
         await self.app(scope, _replay(body, receive), send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send, *, drain: bool) -> None:
+        # Closing a socket with unread bytes makes the kernel reset it, and the client may
+        # see the reset instead of the 413: read the rest (discarded, bounded) first.
+        drained = 0
+        while drain and drained <= DRAIN_LIMIT:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            drained += len(message.get("body", b""))
+            drain = message.get("more_body", False)
+        problem = f"request body is larger than the limit of {self.max_bytes} bytes"
+        await send_error(
+            scope, send, 413, "body_too_large", problem, headers=[(b"connection", b"close")]
+        )
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return bytes(value)
+    return None
+
+
+def _header_is(scope: Scope, name: bytes, expected: bytes) -> bool:
+    value = _header(scope, name)
+    return value is not None and value.strip().lower() == expected
+
+
+def _declared_length(scope: Scope) -> int:
+    value = _header(scope, b"content-length")
+    try:
+        return int(value) if value is not None else 0
+    except ValueError:
+        return 0  # malformed: the server's parser refuses those before we see them
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -77,18 +131,3 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
-
-
-async def _reject(send: Send, message: str, *, openai: bool) -> None:
-    error = (
-        openai_error(400, "invalid_body", message)
-        if openai
-        else {"error": {"code": "invalid_body", "message": message, "retryable": False}}
-    )
-    payload = json.dumps(error).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(payload)).encode()),
-    ]
-    await send({"type": "http.response.start", "status": 400, "headers": headers})
-    await send({"type": "http.response.body", "body": payload, "more_body": False})

@@ -16,7 +16,7 @@ from chains import ModelInfo, RegisteredChain
 from chains.history import THREAD_KEY, ThreadStore
 
 OnDisconnect = Literal["cancel", "continue"]
-QUERY_CONTROLS = ("config", "input", THREAD_KEY, "on_disconnect")
+QUERY_CONTROLS = ("config", "input", THREAD_KEY, "on_disconnect", "token")
 """Query parameters that steer a GET stream rather than fill the chain's input."""
 
 

@@ -1,5 +1,6 @@
 """The one `Settings` class: read from the environment and `.env`, passed into `create_app`."""
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +10,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from chains import ModelConfig
 from chains.upstream_client import UpstreamClient
+
+_ORIGIN = re.compile(r"^https?://[^/\s?#]+$")
 
 
 def _env(name: str) -> AliasChoices:
@@ -44,11 +47,26 @@ class Settings(BaseSettings):
     first_chunk_hold_seconds: float = Field(
         10.0, ge=0, validation_alias=_env("CHAINSERVE_FIRST_CHUNK_HOLD_SECONDS")
     )
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, validation_alias=_env("CHAINSERVE_MAX_BODY_BYTES")
+    )
     max_json_depth: int = Field(
         64, ge=2, le=1000, validation_alias=_env("CHAINSERVE_MAX_JSON_DEPTH")
     )
     langserve_playground: bool = Field(
         True, validation_alias=_env("CHAINSERVE_LANGSERVE_PLAYGROUND")
+    )
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("CHAINSERVE_API_KEYS")
+    )
+    stream_token_secret: SecretStr | None = Field(
+        None, validation_alias=_env("CHAINSERVE_STREAM_TOKEN_SECRET")
+    )
+    stream_token_ttl_seconds: int = Field(
+        60, ge=5, le=3600, validation_alias=_env("CHAINSERVE_STREAM_TOKEN_TTL_SECONDS")
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("CHAINSERVE_CORS_ORIGINS")
     )
     data_dir: Path = Field(Path(".chainserve"), validation_alias=_env("CHAINSERVE_DATA_DIR"))
     redis_url: SecretStr | None = Field(None, validation_alias=_env("CHAINSERVE_REDIS_URL"))
@@ -64,14 +82,24 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535, validation_alias=_env("CHAINSERVE_PORT"))
     log_level: str = Field("info", validation_alias=_env("CHAINSERVE_LOG_LEVEL"))
 
-    @field_validator("allowed_models", mode="before")
+    @field_validator("allowed_models", "api_keys", "cors_origins", mode="before")
     @classmethod
-    def _split_models(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [m.strip() for m in value.split(",") if m.strip()]
         return value
 
-    @field_validator("openai_base_url", "redis_url", mode="before")
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if origin != "*" and not _ORIGIN.match(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: scheme://host[:port], no path, or '*'"
+                )
+        return origins
+
+    @field_validator("openai_base_url", "redis_url", "stream_token_secret", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value

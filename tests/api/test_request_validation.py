@@ -1,8 +1,12 @@
 """Bad input never reaches the model: every mistake is a clear 4xx, never a 500."""
 
+import json
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 
+from tests.conftest import ServerFactory, offline_settings
 from tests.support.mock_upstream import MockUpstream
 from tests.support.server import LiveServer
 
@@ -146,3 +150,51 @@ async def test_missing_query_field_on_get_stream_is_422(openai_server: LiveServe
         response = await client.get("/chains/explain/stream")
     assert response.status_code == 422
     assert response.json()["error"]["details"][0]["loc"] == ["query", "topic"]
+
+
+@pytest.fixture
+def small_body_server(start_server: ServerFactory) -> LiveServer:
+    return start_server(offline_settings(max_body_bytes=4096))
+
+
+def _chat(content: str) -> bytes:
+    return json.dumps({"input": {"messages": [{"role": "user", "content": content}]}}).encode()
+
+
+async def test_a_body_over_the_limit_is_413_before_it_is_read(
+    small_body_server: LiveServer,
+) -> None:
+    response = await _post(small_body_server, "/chains/chat/stream", content=_chat("x" * 5000))
+    assert response.status_code == 413
+    error = response.json()["error"]
+    assert error["code"] == "body_too_large"
+    assert "4096 bytes" in error["message"]
+
+
+async def test_a_chunked_body_is_counted_as_it_arrives(small_body_server: LiveServer) -> None:
+    """No Content-Length to trust: the limit applies to the bytes actually received."""
+
+    async def pieces() -> AsyncIterator[bytes]:
+        yield b'{"input": {"messages": [{"role": "user", "content": "'
+        for _ in range(10):
+            yield b"y" * 1000
+        yield b'"}]}}'
+
+    response = await _post(small_body_server, "/chains/chat/invoke", content=pieces(), headers=JSON)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "body_too_large"
+
+
+async def test_a_body_under_the_limit_is_served(small_body_server: LiveServer) -> None:
+    response = await _post(
+        small_body_server, "/chains/chat/invoke", content=_chat("z" * 3000), headers=JSON
+    )
+    assert response.status_code == 200
+
+
+async def test_the_openai_route_says_413_in_openai_shape(small_body_server: LiveServer) -> None:
+    body = {"model": "chat", "messages": [{"role": "user", "content": "x" * 5000}]}
+    response = await _post(small_body_server, "/v1/chat/completions", json=body)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "body_too_large"
+    assert response.json()["error"]["type"] == "invalid_request_error"

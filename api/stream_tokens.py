@@ -1,0 +1,69 @@
+"""Short-lived signed tokens that let a browser `EventSource` open one chain's stream.
+
+`EventSource` cannot send an `Authorization` header, so the page asks for a token with its key
+(`POST /auth/stream-token`) and puts the token in the stream URL. A token names one chain, the
+key it was issued to (by id) and an expiry, signed with HMAC-SHA256: it cannot be forged or
+moved to another chain, it dies with its key, and a leaked one (from a log or browser history)
+is only good for starting that chain's stream until it expires a minute or so later.
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+
+_DOMAIN = b"chainserve-stream-token.v1."
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    expires_at: int
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class StreamTokens:
+    def __init__(
+        self, secret: bytes, ttl_seconds: int, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._secret = secret
+        self.ttl_seconds = ttl_seconds
+        self._clock = clock
+
+    def _sign(self, payload: str) -> str:
+        return _b64(hmac.new(self._secret, _DOMAIN + payload.encode(), hashlib.sha256).digest())
+
+    def issue(self, chain: str, key_id: str | None) -> IssuedToken:
+        expires_at = int(self._clock()) + self.ttl_seconds
+        body = {"chain": chain, "kid": key_id, "exp": expires_at}
+        payload = _b64(json.dumps(body, separators=(",", ":")).encode())
+        return IssuedToken(f"{payload}.{self._sign(payload)}", expires_at)
+
+    def verify(self, token: str, chain: str, key_ids: Collection[str]) -> str | None:
+        """The key id the token was issued to, if it is genuine, unexpired, for `chain`, and
+        its key is still configured; else None."""
+        payload, _, signature = token.partition(".")
+        if not hmac.compare_digest(signature.encode(), self._sign(payload).encode()):
+            return None
+        try:
+            body = json.loads(_unb64(payload))
+        except ValueError:
+            return None
+        if not isinstance(body, dict) or body.get("chain") != chain:
+            return None
+        expires_at, kid = body.get("exp"), body.get("kid")
+        if not isinstance(expires_at, int) or expires_at < self._clock():
+            return None
+        if not isinstance(kid, str) or kid not in key_ids:
+            return None
+        return kid
