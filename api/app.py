@@ -16,6 +16,7 @@ from api.body_guard import BodyGuard
 from api.error_handlers import install_error_handlers
 from api.gc_tuning import tune_gc_for_streaming
 from api.langserve_routes import mount_langserve, reset_loop_state
+from api.limits import LimitPerCaller, RequestRate, StreamSlots
 from api.routes import auth as auth_routes
 from api.routes import chains as chain_routes
 from api.routes import health
@@ -109,6 +110,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(openai_routes.router)
     app.include_router(ui_routes.router)
     mount_langserve(app, chains, playground=settings.langserve_playground)
+    app.add_middleware(
+        LimitPerCaller,
+        rate=RequestRate(settings.requests_per_minute) if settings.requests_per_minute else None,
+        slots=StreamSlots(settings.max_streams_per_key) if settings.max_streams_per_key else None,
+    )
     app.add_middleware(
         BodyGuard, max_depth=settings.max_json_depth, max_bytes=settings.max_body_bytes
     )

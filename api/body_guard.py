@@ -16,6 +16,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.asgi_errors import send_error
 
+BODY = "chainserve.body"
+"""Where the checked body is left in the scope, for inner middleware to peek at."""
+
 DRAIN_LIMIT = 8 * 1024 * 1024
 """Bytes of a refused body read and thrown away so the client gets to read the 413."""
 
@@ -82,6 +85,7 @@ class BodyGuard:
         if problem:
             await send_error(scope, send, 400, "invalid_body", problem)
             return
+        scope[BODY] = body
         await self.app(scope, _replay(body, receive), send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send, *, drain: bool) -> None:

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     first_chunk_hold_seconds: float = Field(
         10.0, ge=0, validation_alias=_env("CHAINSERVE_FIRST_CHUNK_HOLD_SECONDS")
     )
+    requests_per_minute: int = Field(
+        0, ge=0, validation_alias=_env("CHAINSERVE_REQUESTS_PER_MINUTE")
+    )
+    max_streams_per_key: int = Field(
+        0, ge=0, validation_alias=_env("CHAINSERVE_MAX_STREAMS_PER_KEY")
+    )
     max_body_bytes: int = Field(
         1024 * 1024, ge=1024, validation_alias=_env("CHAINSERVE_MAX_BODY_BYTES")
     )

@@ -1,0 +1,165 @@
+"""Per-caller limits: a 429 with Retry-After past the rate or the open-stream cap, per key."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from api.limits import RequestRate, StreamSlots
+from api.settings import Settings
+from tests.api.streaming import chat_input
+from tests.conftest import ServerFactory, offline_settings
+from tests.support.mock_upstream import MockUpstream, Script
+
+KEY_A, KEY_B = "sk-limits-a-0123456789", "sk-limits-b-0123456789"
+
+
+def _as(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.mark.asyncio
+async def test_past_the_rate_a_caller_gets_429_with_retry_after_and_others_do_not(
+    start_server: ServerFactory,
+) -> None:
+    server = start_server(offline_settings(api_keys=f"{KEY_A},{KEY_B}", requests_per_minute=3))
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        statuses = [(await client.get("/chains", headers=_as(KEY_A))).status_code for _ in range(3)]
+        refused = await client.get("/chains", headers=_as(KEY_A))
+        other = await client.get("/chains", headers=_as(KEY_B))
+        health = await client.get("/health")
+    assert statuses == [200, 200, 200]
+    assert refused.status_code == 429
+    assert int(refused.headers["retry-after"]) >= 1
+    error = refused.json()["error"]
+    assert error["code"] == "rate_limited"
+    assert error["retryable"] is True
+    assert KEY_A not in refused.text
+    assert other.status_code == 200
+    assert health.status_code == 200
+
+
+@contextlib.asynccontextmanager
+async def _open_stream(
+    client: httpx.AsyncClient, key: str, path: str = "/chains/chat/stream"
+) -> AsyncIterator[httpx.Response]:
+    async with client.stream("POST", path, json=chat_input("hi"), headers=_as(key)) as response:
+        yield response
+
+
+@pytest.fixture
+def slot_settings(upstream: MockUpstream) -> Settings:
+    return offline_settings(
+        openai_api_key="sk-test-secret-key",
+        openai_base_url=upstream.base_url,
+        upstream_max_retries=0,
+        upstream_timeout=5.0,
+        api_keys=f"{KEY_A},{KEY_B}",
+        max_streams_per_key=1,
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_second_open_stream_is_refused_until_the_first_ends(
+    start_server: ServerFactory, slot_settings: Settings, upstream: MockUpstream
+) -> None:
+    server = start_server(slot_settings)
+    upstream.enqueue(
+        Script(chunks=["a", "b", "c"], hold_after=1), Script(chunks=["x"]), Script(chunks=["y"])
+    )
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        async with _open_stream(client, KEY_A) as first:
+            assert first.status_code == 200
+            await upstream.wait_for_requests_async(1)
+            second = await client.post(
+                "/chains/chat/stream", json=chat_input("hi"), headers=_as(KEY_A)
+            )
+            assert second.status_code == 429
+            assert second.headers["retry-after"] == "1"
+            assert second.json()["error"]["code"] == "too_many_streams"
+            other_key = await client.post(
+                "/chains/chat/stream", json=chat_input("hi"), headers=_as(KEY_B)
+            )
+            assert other_key.status_code == 200
+            invoked = await client.post(
+                "/chains/chat/invoke", json=chat_input("hi"), headers=_as(KEY_A)
+            )
+            assert invoked.status_code == 200  # not a stream: no slot needed
+            upstream.release()
+            await first.aread()
+        again = await client.post("/chains/chat/stream", json=chat_input("hi"), headers=_as(KEY_A))
+    assert again.status_code == 200
+    assert len(upstream.requests) == 4  # the refused stream never reached the model
+
+
+@pytest.mark.asyncio
+async def test_a_hang_up_frees_the_slot_at_once(
+    start_server: ServerFactory, slot_settings: Settings, upstream: MockUpstream
+) -> None:
+    server = start_server(slot_settings)
+    upstream.enqueue(Script(chunks=["a", "b"], hold_after=1), Script(chunks=["z"]))
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        async with _open_stream(client, KEY_A) as first:
+            assert first.status_code == 200
+            await upstream.wait_for_requests_async(1)
+        await upstream.wait_for_disconnect_async(0)
+        for _ in range(50):  # the server notices the hang-up within a loop turn or two
+            retry = await client.post(
+                "/chains/chat/stream", json=chat_input("hi"), headers=_as(KEY_A)
+            )
+            if retry.status_code != 429:
+                break
+            await asyncio.sleep(0.05)
+    assert retry.status_code == 200
+
+
+@pytest.mark.asyncio
+async def test_openai_streaming_completions_take_a_slot_and_plain_ones_do_not(
+    start_server: ServerFactory, slot_settings: Settings, upstream: MockUpstream
+) -> None:
+    server = start_server(slot_settings)
+    upstream.enqueue(Script(chunks=["a", "b"], hold_after=1), Script(chunks=["p"]))
+    body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    async with (
+        httpx.AsyncClient(base_url=server.url, timeout=10) as client,
+        client.stream("POST", "/v1/chat/completions", json=body, headers=_as(KEY_A)) as first,
+    ):
+        assert first.status_code == 200
+        await upstream.wait_for_requests_async(1)
+        refused = await client.post("/v1/chat/completions", json=body, headers=_as(KEY_A))
+        plain = await client.post(
+            "/v1/chat/completions", json={**body, "stream": False}, headers=_as(KEY_A)
+        )
+        upstream.release()
+    assert refused.status_code == 429
+    assert refused.json()["error"]["type"] == "rate_limit_error"  # the SDKs' RateLimitError
+    assert plain.status_code == 200
+
+
+def test_the_bucket_refills_at_the_configured_rate() -> None:
+    now = [0.0]
+    rate = RequestRate(60, clock=lambda: now[0])
+    assert all(rate.take("k") is None for _ in range(60))  # a full minute's burst
+    wait = rate.take("k")
+    assert wait == pytest.approx(1.0)
+    now[0] += 0.5
+    assert rate.take("k") == pytest.approx(0.5)
+    now[0] += 0.5
+    assert rate.take("k") is None
+    assert rate.take("other") is None
+
+
+def test_slots_count_per_caller_and_free_on_release() -> None:
+    slots = StreamSlots(2)
+    assert slots.acquire("a")
+    assert slots.acquire("a")
+    assert not slots.acquire("a")
+    assert slots.acquire("b")
+    slots.release("a")
+    assert slots.open("a") == 1
+    assert slots.acquire("a")
+    slots.release("a")
+    slots.release("a")
+    assert slots.open("a") == 0
