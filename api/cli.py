@@ -13,13 +13,18 @@ from api.settings import Settings
 
 
 def log_config(level: str) -> dict[str, Any]:
-    """Uvicorn's logging set-up, plus our `chainserve.*` loggers on the same handler."""
+    """Uvicorn's logging set-up, plus our `chainserve.*` loggers on the same handler, and
+    stream tokens redacted from the access log."""
     config = copy.deepcopy(LOGGING_CONFIG)
     config["loggers"]["chainserve"] = {
         "handlers": ["default"],
         "level": level.upper(),
         "propagate": False,
     }
+    config.setdefault("filters", {})["redact_tokens"] = {
+        "()": "api.log_redaction.RedactStreamTokens"
+    }
+    config["handlers"]["access"]["filters"] = ["redact_tokens"]
     return config
 
 

@@ -1,5 +1,6 @@
 """`chainserve serve` as a real process: starts, says which model it uses, serves, stops."""
 
+import logging
 import os
 import signal
 import subprocess
@@ -8,6 +9,8 @@ from pathlib import Path
 
 import httpx
 
+from api.cli import log_config
+from api.log_redaction import RedactStreamTokens
 from tests.support.process import ROOT, ServerProcess
 
 
@@ -40,3 +43,22 @@ def test_help_lists_the_serve_options() -> None:
     )
     for flag in ("--host", "--port", "--reload", "--workers"):
         assert flag in result.stdout
+
+
+def test_the_access_log_never_shows_a_stream_token() -> None:
+    config = log_config("info")
+    assert config["handlers"]["access"]["filters"] == ["redact_tokens"]
+    assert config["filters"]["redact_tokens"]["()"] == "api.log_redaction.RedactStreamTokens"
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5", "GET", "/chains/chat/stream?message=hi&token=abc.def-_x&x=1", "1.1", 200),
+        None,
+    )
+    assert RedactStreamTokens().filter(record)
+    line = record.getMessage()
+    assert "abc.def" not in line
+    assert "message=hi&token=[redacted]&x=1" in line
