@@ -25,6 +25,7 @@ from api.routes import runs as run_routes
 from api.routes import threads as thread_routes
 from api.routes import ui as ui_routes
 from api.run_manager import RunManager
+from api.send_watch import CutOffStuckClients
 from api.settings import Settings
 from api.stores import build_run_log, build_thread_store
 from api.stream_tokens import StreamTokens
@@ -110,6 +111,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(openai_routes.router)
     app.include_router(ui_routes.router)
     mount_langserve(app, chains, playground=settings.langserve_playground)
+    app.add_middleware(
+        CutOffStuckClients, seconds=settings.send_timeout_seconds, prefix="/langserve/"
+    )
     app.add_middleware(
         LimitPerCaller,
         rate=RequestRate(settings.requests_per_minute) if settings.requests_per_minute else None,

@@ -14,6 +14,7 @@ Framing is pluggable (`api/protocols/`): chainserve's own events, OpenAI chunks,
 AI SDK's UI message stream, all from the same run.
 """
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
@@ -26,6 +27,9 @@ from api.encoding import to_json
 from api.protocols import NativeProtocol, WireProtocol
 from api.protocols.base import KEEPALIVE
 from api.run_log import TERMINAL_EVENTS, RunEvent, RunGone, RunLog
+from api.send_watch import SendWatch
+
+logger = logging.getLogger("chainserve.stream")
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -45,6 +49,7 @@ class RunEventStream(EventSourceResponse):
         hold_seconds: float = 0.0,
         on_hang_up: OnHangUp | None = None,
         protocol: WireProtocol | None = None,
+        send_timeout: float | None = None,
     ) -> None:
         self._protocol = protocol or NativeProtocol()
         headers = {**SSE_HEADERS, **self._protocol.headers, "X-Run-Id": run_id}
@@ -55,20 +60,40 @@ class RunEventStream(EventSourceResponse):
         self._keepalive = keepalive_seconds
         self._hold = hold_seconds
         self._on_hang_up = on_hang_up
+        self._send_timeout = send_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        watch_sends: SendWatch | None = None
         async with anyio.create_task_group() as group:
 
             async def watch() -> None:
                 await wait_for_disconnect(receive)
-                if self._on_hang_up is not None:
-                    with anyio.CancelScope(shield=True):
-                        await self._on_hang_up()
+                await self._hung_up()
                 group.cancel_scope.cancel()
 
             group.start_soon(watch)
-            await self._relay(send)
+            if self._send_timeout is None:
+                await self._relay(send)
+            else:
+                watch_sends = SendWatch(send, self._send_timeout, group.cancel_scope.cancel)
+                try:
+                    await self._relay(watch_sends.send)
+                finally:
+                    watch_sends.close()
             group.cancel_scope.cancel()
+        if watch_sends is not None and watch_sends.stuck:
+            # A client that stopped reading is treated as one that hung up.
+            logger.warning(
+                "run %s: the client read nothing for %gs; stream closed",
+                self._run_id,
+                self._send_timeout,
+            )
+            await self._hung_up()
+
+    async def _hung_up(self) -> None:
+        if self._on_hang_up is not None:
+            with anyio.CancelScope(shield=True):
+                await self._on_hang_up()
 
     async def _held(self) -> list[RunEvent]:
         """Events up to the first one past `metadata`, or whatever came within the hold cap."""

@@ -34,6 +34,7 @@ async def start_stream(
         hold_seconds=settings.first_chunk_hold_seconds,
         on_hang_up=partial(runs.cancel, run_id) if on_disconnect == "cancel" else None,
         protocol=protocol,
+        send_timeout=settings.send_timeout_seconds,
     )
 
 

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     keepalive_seconds: float = Field(
         15.0, gt=0, validation_alias=_env("CHAINSERVE_KEEPALIVE_SECONDS")
     )
+    send_timeout_seconds: float = Field(
+        30.0, gt=0, validation_alias=_env("CHAINSERVE_SEND_TIMEOUT_SECONDS")
+    )
     first_chunk_hold_seconds: float = Field(
         10.0, ge=0, validation_alias=_env("CHAINSERVE_FIRST_CHUNK_HOLD_SECONDS")
     )

@@ -61,7 +61,11 @@ async def join_run(
         ) from None
     # Joining never cancels: only the request that started a run decides that.
     return RunEventStream(
-        runs.log, run_id, after=after, keepalive_seconds=settings.keepalive_seconds
+        runs.log,
+        run_id,
+        after=after,
+        keepalive_seconds=settings.keepalive_seconds,
+        send_timeout=settings.send_timeout_seconds,
     )
 
 
