@@ -34,6 +34,15 @@ class Settings(BaseSettings):
     upstream_timeout: float = Field(
         60.0, gt=0, validation_alias=_env("CHAINSERVE_UPSTREAM_TIMEOUT")
     )
+    upstream_connect_timeout: float = Field(
+        10.0, gt=0, validation_alias=_env("CHAINSERVE_UPSTREAM_CONNECT_TIMEOUT")
+    )
+    upstream_first_token_timeout: float = Field(
+        60.0, gt=0, validation_alias=_env("CHAINSERVE_UPSTREAM_FIRST_TOKEN_TIMEOUT")
+    )
+    upstream_token_timeout: float = Field(
+        30.0, gt=0, validation_alias=_env("CHAINSERVE_UPSTREAM_TOKEN_TIMEOUT")
+    )
     upstream_max_retries: int = Field(
         2, ge=0, le=10, validation_alias=_env("CHAINSERVE_UPSTREAM_MAX_RETRIES")
     )
@@ -126,6 +135,9 @@ class Settings(BaseSettings):
             base_url=self.openai_base_url,
             allowed_models=tuple(self.allowed_models),
             timeout=self.upstream_timeout,
+            connect_timeout=self.upstream_connect_timeout,
+            first_token_timeout=self.upstream_first_token_timeout,
+            token_timeout=self.upstream_token_timeout,
             max_retries=self.upstream_max_retries,
             offline_delay=self.offline_delay,
             http_client=http_client,

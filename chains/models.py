@@ -32,6 +32,12 @@ class ModelConfig:
     allowed_models: tuple[str, ...] = ()
     """Models a request may switch to, besides `model`."""
     timeout: float | None = 60.0
+    """Seconds any one read or write of the provider's HTTP exchange may take."""
+    connect_timeout: float | None = 10.0
+    first_token_timeout: float | None = 60.0
+    """Seconds from sending a request to its first streamed chunk."""
+    token_timeout: float | None = 30.0
+    """Seconds between streamed chunks (the provider's keepalive comments do not count)."""
     max_retries: int = 2
     offline_delay: float = 0.015
     http_client: httpx2.AsyncClient | None = field(default=None, compare=False, repr=False)
@@ -91,7 +97,9 @@ def _build_base_model(config: ModelConfig) -> BaseChatModel:
         # Explicit on purpose: `configurable_fields` rebuilds the model from its field values,
         # and an explicit `streaming=False` in that rebuild disables token streaming.
         streaming=True,
-        timeout=config.timeout,
+        timeout=httpx2.Timeout(config.timeout, connect=config.connect_timeout),
+        stream_chunk_timeout=config.token_timeout,
+        first_chunk_timeout=config.first_token_timeout,
         max_retries=config.max_retries,
         http_async_client=config.http_client,
         upstream_client=config.upstream_client,

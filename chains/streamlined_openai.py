@@ -12,6 +12,7 @@ path unchanged.
 """
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
@@ -28,7 +29,7 @@ from pydantic import Field, PrivateAttr
 
 from chains.text_lane import stream_text
 from chains.upstream_client import UpstreamClient
-from chains.upstream_openai import WireStream, open_stream
+from chains.upstream_openai import WireStream, back_off, open_stream
 
 _DONE = b"[DONE]"
 
@@ -61,6 +62,10 @@ class StreamlinedChatOpenAI(ChatOpenAI):
 
     upstream_client: UpstreamClient | None = Field(default=None, exclude=True)
     """Where requests go when nothing needs the SDK's HTTP stack (see `_wire_url`)."""
+    first_chunk_timeout: float | None = Field(default=None, exclude=True)
+    """Seconds from sending the request to the first parsed chunk (None: `stream_chunk_timeout`
+    applies from the start, as in `ChatOpenAI`). A model may think a while before its first
+    token, and then should not fall silent for long: two limits, not one."""
     _wire_url_cache: tuple[str | None] | None = PrivateAttr(default=None)
     _params_cache: dict[str, Any] | None = PrivateAttr(default=None)
     _ls_params_cache: dict[str, Any] | None = PrivateAttr(default=None)
@@ -139,14 +144,42 @@ class StreamlinedChatOpenAI(ChatOpenAI):
         return dict(self._ls_params_cache)
 
     async def _chunk_dicts(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """The provider's chunks as dicts, through the lean client or the SDK's."""
-        deadline = _ChunkDeadline(self.stream_chunk_timeout or None)
+        """The provider's chunks as dicts, through the lean client or the SDK's.
+
+        A stream that breaks or times out before its first chunk is sent again (up to the
+        client's `max_retries`, with its backoff): nothing has reached the caller yet, and each
+        attempt gets the whole first-token timeout. After the first chunk a failure is final,
+        since a retry would repeat what was already sent."""
+        client = self.root_async_client
+        for attempt in range(client.max_retries + 1):
+            progress = _Progress()
+            try:
+                async for chunk in self._chunk_dicts_once(payload, progress):
+                    progress.chunks += 1
+                    yield chunk
+                return
+            except (openai.APIConnectionError, TimeoutError) as exc:
+                # Opening a stream has its own retries (the SDK's, or `open_stream`'s) for
+                # connection errors; retried here: a stream that opened and broke before its
+                # first chunk, and an attempt that ran out of time for its first chunk.
+                retryable = progress.opened or isinstance(exc, TimeoutError)
+                if progress.chunks or not retryable or attempt == client.max_retries:
+                    raise
+                why = f"{type(exc).__name__} before the first chunk"
+                await back_off(client, client.max_retries - attempt, None, why)
+
+    async def _chunk_dicts_once(
+        self, payload: dict[str, Any], progress: "_Progress"
+    ) -> AsyncIterator[dict[str, Any]]:
+        deadline = _ChunkDeadline(self.stream_chunk_timeout or None, self.first_chunk_timeout)
         upstream, url = self.upstream_client, self._wire_url()
         body = _wire_body(payload) if url else None
         try:
             if upstream is not None and url is not None and body is not None:
-                wire = await open_stream(self.root_async_client, upstream, url, body)
+                async with deadline.bounding():
+                    wire = await open_stream(self.root_async_client, upstream, url, body)
                 body = None  # sent: not worth holding for the length of the stream
+                progress.opened = True
                 try:
                     blocks = _wire_blocks(wire, deadline)
                     async for chunk in _parsed(blocks, deadline, wire.request):
@@ -154,8 +187,12 @@ class StreamlinedChatOpenAI(ChatOpenAI):
                 finally:
                     wire.close()
                 return
-            async with self.async_client.with_streaming_response.create(**payload) as response:
+            async with contextlib.AsyncExitStack() as stack:
+                opening = self.async_client.with_streaming_response.create(**payload)
+                async with deadline.bounding():
+                    response = await stack.enter_async_context(opening)
                 http = response.http_response
+                progress.opened = True
                 async for chunk in _parsed(_bytes(http, deadline), deadline, lambda: http.request):
                     yield chunk
         except openai.BadRequestError as exc:
@@ -163,6 +200,8 @@ class StreamlinedChatOpenAI(ChatOpenAI):
 
             _handle_openai_bad_request(exc)
         except openai.APIError as exc:
+            if isinstance(exc, openai.APIConnectionError):
+                raise  # the caller may retry it (before the first chunk)
             from langchain_openai.chat_models.base import _handle_openai_api_error
 
             _handle_openai_api_error(exc)
@@ -241,22 +280,51 @@ def _wire_body(payload: dict[str, Any]) -> bytes | None:
         return None
 
 
+class _Progress:
+    """How far one attempt got: whether the stream opened, and how many chunks it gave."""
+
+    def __init__(self) -> None:
+        self.opened = False
+        self.chunks = 0
+
+
 class _ChunkDeadline:
-    """`stream_chunk_timeout` without a task per chunk: a deadline reset by each parsed
-    chunk (keepalive comments do not count) and checked around each socket read only.
+    """The chunk timeouts without a task per chunk: a deadline for the first parsed chunk,
+    then one reset by each parsed chunk (keepalive comments do not count), checked around each
+    socket read only.
 
     The check must not span a `yield`: LangChain pulls each chunk in a fresh task, and an
     `asyncio.timeout` entered in one task cannot cancel the next.
     """
 
-    def __init__(self, seconds: float | None) -> None:
+    def __init__(self, seconds: float | None, first: float | None = None) -> None:
         self.seconds = seconds
+        self.waiting_for_first = True
         self.at: float | None = None
-        self.restart()
+        limit = first if first is not None else seconds
+        if limit:
+            self.at = asyncio.get_running_loop().time() + limit
+        self.current = limit
 
     def restart(self) -> None:
-        if self.seconds:
-            self.at = asyncio.get_running_loop().time() + self.seconds
+        self.waiting_for_first = False
+        self.current = self.seconds
+        self.at = asyncio.get_running_loop().time() + self.seconds if self.seconds else None
+
+    @contextlib.asynccontextmanager
+    async def bounding(self) -> AsyncIterator[None]:
+        """Opening the stream (the response head, the SDK's retries) counts towards the first
+        chunk's deadline: a provider that sends no head is as silent as one that sends no token."""
+        try:
+            async with asyncio.timeout_at(self.at):
+                yield
+        except TimeoutError:
+            raise TimeoutError(self.message()) from None
+
+    def message(self) -> str:
+        if self.waiting_for_first:
+            return f"no first token from the model provider within {self.current:g}s"
+        return f"no streamed chunk from the model provider for {self.current:g}s"
 
 
 def _raise_stream_error(chunk: dict[str, Any], request: httpx2.Request) -> None:
@@ -278,9 +346,7 @@ async def _bytes(response: Any, deadline: _ChunkDeadline) -> AsyncIterator[bytes
         except httpx2.TransportError as exc:
             raise openai.APIConnectionError(request=response.request) from exc
         except TimeoutError:
-            raise TimeoutError(
-                f"no streamed chunk from the model provider for {deadline.seconds:.0f}s"
-            ) from None
+            raise TimeoutError(deadline.message()) from None
         yield block
 
 
@@ -290,9 +356,7 @@ async def _wire_blocks(response: WireStream, deadline: "_ChunkDeadline") -> Asyn
         try:
             block = await response.read(deadline.at)
         except TimeoutError:
-            raise TimeoutError(
-                f"no streamed chunk from the model provider for {deadline.seconds:.0f}s"
-            ) from None
+            raise TimeoutError(deadline.message()) from None
         if not block:
             return
         yield block

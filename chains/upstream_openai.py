@@ -99,7 +99,7 @@ async def open_stream(
             )
         except UpstreamError as exc:
             if remaining > 0:
-                await _back_off(client, remaining, None, exc)
+                await back_off(client, remaining, None, exc)
                 continue
             request = httpx2.Request("POST", url)
             if isinstance(exc, UpstreamTimeoutError):
@@ -120,13 +120,13 @@ async def open_stream(
             request=httpx2.Request("POST", url),
         )
         if remaining > 0 and client._should_retry(failed):
-            await _back_off(client, remaining, failed.headers, f"HTTP {response.status}")
+            await back_off(client, remaining, failed.headers, f"HTTP {response.status}")
             continue
         raise client._make_status_error_from_response(failed)
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-async def _back_off(
+async def back_off(
     client: openai.AsyncOpenAI, remaining: int, headers: httpx2.Headers | None, why: object
 ) -> None:
     delay = client._calculate_retry_timeout(remaining, _OPTIONS, headers)
