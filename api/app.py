@@ -27,6 +27,7 @@ from api.routes import ui as ui_routes
 from api.run_manager import RunManager
 from api.send_watch import CutOffStuckClients
 from api.settings import Settings
+from api.shutdown import Drain
 from api.stores import build_run_log, build_thread_store
 from api.stream_tokens import StreamTokens
 from api.version import VERSION
@@ -55,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     model_config = settings.model_settings(upstream, lean)
     model_info = describe_model(model_config)
     threads = build_thread_store(settings)
-    runs = RunManager(build_run_log(settings))
+    runs = RunManager(build_run_log(settings), Drain(settings.shutdown_grace_seconds))
     chains = build_registry(model_config, threads, settings.history_token_budget)
 
     @asynccontextmanager
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "offline model in use: set OPENAI_API_KEY or OPENAI_BASE_URL for a real one"
             )
         reset_loop_state()
+        runs.drain.attach()
         runs.start_listening()
         if settings.gc_tuning:
             tune_gc_for_streaming()

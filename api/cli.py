@@ -2,6 +2,7 @@
 
 import argparse
 import copy
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -66,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             workers=None if args.reload else args.workers,
             log_level=settings.log_level,
             log_config=log_config(settings.log_level),
+            # Longer than our grace period: streams end themselves first (api/shutdown.py).
+            timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds) + 5,
         )
 
 

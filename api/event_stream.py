@@ -28,6 +28,7 @@ from api.protocols import NativeProtocol, WireProtocol
 from api.protocols.base import KEEPALIVE
 from api.run_log import TERMINAL_EVENTS, RunEvent, RunGone, RunLog
 from api.send_watch import SendWatch
+from api.shutdown import RETRY_AFTER_MS, Drain, shutting_down_error
 
 logger = logging.getLogger("chainserve.stream")
 
@@ -50,6 +51,7 @@ class RunEventStream(EventSourceResponse):
         on_hang_up: OnHangUp | None = None,
         protocol: WireProtocol | None = None,
         send_timeout: float | None = None,
+        drain: Drain | None = None,
     ) -> None:
         self._protocol = protocol or NativeProtocol()
         headers = {**SSE_HEADERS, **self._protocol.headers, "X-Run-Id": run_id}
@@ -61,9 +63,14 @@ class RunEventStream(EventSourceResponse):
         self._hold = hold_seconds
         self._on_hang_up = on_hang_up
         self._send_timeout = send_timeout
+        self._drain = drain
+        self._started = False
+        self._last = after
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         watch_sends: SendWatch | None = None
+        relay = anyio.CancelScope()
+        drained = False
         async with anyio.create_task_group() as group:
 
             async def watch() -> None:
@@ -71,14 +78,25 @@ class RunEventStream(EventSourceResponse):
                 await self._hung_up()
                 group.cancel_scope.cancel()
 
+            async def watch_drain(drain: Drain) -> None:
+                nonlocal drained
+                await drain.expired()
+                drained = True
+                relay.cancel()
+
             group.start_soon(watch)
-            if self._send_timeout is None:
-                await self._relay(send)
-            else:
+            if self._drain is not None:
+                group.start_soon(watch_drain, self._drain)
+            if self._send_timeout is not None:
                 watch_sends = SendWatch(send, self._send_timeout, group.cancel_scope.cancel)
-                try:
-                    await self._relay(watch_sends.send)
-                finally:
+                send = watch_sends.send
+            try:
+                with relay:
+                    await self._relay(send)
+                if drained:
+                    await self._last_words(send)
+            finally:
+                if watch_sends is not None:
                     watch_sends.close()
             group.cancel_scope.cancel()
         if watch_sends is not None and watch_sends.stuck:
@@ -89,6 +107,27 @@ class RunEventStream(EventSourceResponse):
                 self._send_timeout,
             )
             await self._hung_up()
+
+    async def _last_words(self, send: Send) -> None:
+        """The server is shutting down: end with a retryable error, never a cut connection."""
+        error = shutting_down_error(self._run_id)
+        if not self._started:
+            body = to_json(self._protocol.error_body(503, error)).encode()
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", str(max(1, RETRY_AFTER_MS // 1000)).encode()),
+                (b"x-run-id", self._run_id.encode()),
+            ]
+            await send({"type": "http.response.start", "status": 503, "headers": headers})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+            return
+        frame = self._protocol.frame(RunEvent(self._last + 1, "error", to_json(error)))
+        # The reconnection hint goes inside the error event itself (before its blank line).
+        retry = f"retry: {RETRY_AFTER_MS}\n".encode()
+        frame = frame[:-1] + retry + b"\n" if frame.endswith(b"\n\n") else frame + retry + b"\n"
+        await send({"type": "http.response.body", "body": frame, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _hung_up(self) -> None:
         if self._on_hang_up is not None:
@@ -117,6 +156,7 @@ class RunEventStream(EventSourceResponse):
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
+        self._started = True
         last = self._after
         while True:
             # Everything that arrived since the last wake-up goes out in one write: under load
@@ -124,7 +164,7 @@ class RunEventStream(EventSourceResponse):
             batch = [self._protocol.frame(event) for event in events]
             finished = bool(events) and events[-1].event in TERMINAL_EVENTS
             if batch:
-                last = events[-1].seq
+                last = self._last = events[-1].seq
                 await send(
                     {"type": "http.response.body", "body": b"".join(batch), "more_body": True}
                 )

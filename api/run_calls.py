@@ -35,6 +35,7 @@ async def start_stream(
         on_hang_up=partial(runs.cancel, run_id) if on_disconnect == "cancel" else None,
         protocol=protocol,
         send_timeout=settings.send_timeout_seconds,
+        drain=runs.drain,
     )
 
 

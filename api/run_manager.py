@@ -14,6 +14,7 @@ from api.encoding import to_json
 from api.errors import classify, log_failure
 from api.run_log import RunLog, RunRecord
 from api.runs import Run
+from api.shutdown import Drain
 
 logger = logging.getLogger("chainserve.runs")
 
@@ -31,8 +32,10 @@ def _text(chunk: Any) -> str:
 class RunManager:
     """Starts runs, cancels them (here or, through the log, on another worker), and cleans up."""
 
-    def __init__(self, log: RunLog) -> None:
+    def __init__(self, log: RunLog, drain: Drain | None = None) -> None:
         self.log = log
+        self.drain = drain or Drain(0.0)
+        """Started by SIGTERM: how long open streams of these runs may still go on."""
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._listener: asyncio.Task[None] | None = None
 

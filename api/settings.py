@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     keepalive_seconds: float = Field(
         15.0, gt=0, validation_alias=_env("CHAINSERVE_KEEPALIVE_SECONDS")
     )
+    shutdown_grace_seconds: float = Field(
+        20.0, ge=0, le=3600, validation_alias=_env("CHAINSERVE_SHUTDOWN_GRACE_SECONDS")
+    )
     send_timeout_seconds: float = Field(
         30.0, gt=0, validation_alias=_env("CHAINSERVE_SEND_TIMEOUT_SECONDS")
     )

@@ -66,6 +66,7 @@ async def join_run(
         after=after,
         keepalive_seconds=settings.keepalive_seconds,
         send_timeout=settings.send_timeout_seconds,
+        drain=runs.drain,
     )
 
 

@@ -68,6 +68,10 @@ class ServerProcess:
                 time.sleep(0.1)
         raise AssertionError("server never answered /health")
 
+    def signal(self, signum: int) -> None:
+        assert self._process is not None
+        self._process.send_signal(signum)
+
     def stop(self) -> int:
         """SIGTERM, wait, and keep what it printed; returns the exit status."""
         assert self._process is not None
