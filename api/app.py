@@ -17,6 +17,7 @@ from api.error_handlers import install_error_handlers
 from api.gc_tuning import tune_gc_for_streaming
 from api.langserve_routes import mount_langserve, reset_loop_state
 from api.limits import LimitPerCaller, RequestRate, StreamSlots
+from api.request_log import RequestLog
 from api.routes import auth as auth_routes
 from api.routes import chains as chain_routes
 from api.routes import health
@@ -131,13 +132,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["authorization", "x-api-key", "content-type", "last-event-id"],
-            expose_headers=["x-run-id", "retry-after"],
+            allow_headers=[
+                "authorization",
+                "x-api-key",
+                "content-type",
+                "last-event-id",
+                "x-request-id",
+            ],
+            expose_headers=["x-run-id", "retry-after", "x-request-id"],
             # Keys travel in headers, never cookies: no credentials, so "*" is never paired
             # with them.
             allow_credentials=False,
             max_age=600,
         )
+    app.add_middleware(RequestLog)  # outermost: every response, refusals included, has an id
     return app
 
 

@@ -13,19 +13,31 @@ from uvicorn.config import LOGGING_CONFIG
 from api.settings import Settings
 
 
-def log_config(level: str) -> dict[str, Any]:
-    """Uvicorn's logging set-up, plus our `chainserve.*` loggers on the same handler, and
-    stream tokens redacted from the access log."""
+def log_config(level: str, fmt: str = "text") -> dict[str, Any]:
+    """Uvicorn's logging set-up, plus our `chainserve.*` loggers on the same handler, the
+    request id on every line, and stream tokens redacted from the access log. In `json`
+    format every line is a JSON object and chainserve's own request line replaces uvicorn's."""
     config = copy.deepcopy(LOGGING_CONFIG)
     config["loggers"]["chainserve"] = {
         "handlers": ["default"],
         "level": level.upper(),
         "propagate": False,
     }
-    config.setdefault("filters", {})["redact_tokens"] = {
-        "()": "api.log_redaction.RedactStreamTokens"
-    }
-    config["handlers"]["access"]["filters"] = ["redact_tokens"]
+    config.setdefault("filters", {}).update(
+        {
+            "redact_tokens": {"()": "api.log_redaction.RedactStreamTokens"},
+            "request_id": {"()": "api.request_log.WithRequestId"},
+        }
+    )
+    config["handlers"]["default"]["filters"] = ["request_id"]
+    config["handlers"]["access"]["filters"] = ["redact_tokens", "request_id"]
+    if fmt == "json":
+        for formatter in config["formatters"].values():
+            formatter.clear()
+            formatter["()"] = "api.json_logs.JsonFormatter"
+        config["loggers"]["uvicorn.access"]["level"] = "WARNING"
+    else:
+        config["loggers"]["chainserve.requests"] = {"level": "WARNING"}  # uvicorn's access log
     return config
 
 
@@ -66,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             reload=args.reload,
             workers=None if args.reload else args.workers,
             log_level=settings.log_level,
-            log_config=log_config(settings.log_level),
+            log_config=log_config(settings.log_level, settings.log_format),
             # Longer than our grace period: streams end themselves first (api/shutdown.py).
             timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds) + 5,
         )

@@ -121,14 +121,18 @@ class Run:
         self.ended_at = time.monotonic()
         t = self.timings()
         usage = self.usage() or {}
+        fields = {
+            "run_id": self.run_id,
+            "run_status": status,
+            "chain": self.chain,
+            "model": self.model_name,
+            "ttft_ms": t["time_to_first_token_ms"],
+            "total_ms": t["total_ms"],
+            "tokens_in": usage.get("input_tokens"),
+            "tokens_out": usage.get("output_tokens"),
+        }
         logger.info(
             "run %s %s chain=%s model=%s ttft_ms=%s total_ms=%s tokens_in=%s tokens_out=%s",
-            self.run_id,
-            status,
-            self.chain,
-            self.model_name,
-            t["time_to_first_token_ms"],
-            t["total_ms"],
-            usage.get("input_tokens"),
-            usage.get("output_tokens"),
+            *fields.values(),
+            extra=fields,
         )

@@ -2,7 +2,7 @@
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import httpx2
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", validation_alias=_env("CHAINSERVE_HOST"))
     port: int = Field(8000, ge=0, le=65535, validation_alias=_env("CHAINSERVE_PORT"))
     log_level: str = Field("info", validation_alias=_env("CHAINSERVE_LOG_LEVEL"))
+    log_format: Literal["text", "json"] = Field(
+        "text", validation_alias=_env("CHAINSERVE_LOG_FORMAT")
+    )
 
     @field_validator("allowed_models", "api_keys", "cors_origins", mode="before")
     @classmethod

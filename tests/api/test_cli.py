@@ -47,7 +47,7 @@ def test_help_lists_the_serve_options() -> None:
 
 def test_the_access_log_never_shows_a_stream_token() -> None:
     config = log_config("info")
-    assert config["handlers"]["access"]["filters"] == ["redact_tokens"]
+    assert "redact_tokens" in config["handlers"]["access"]["filters"]
     assert config["filters"]["redact_tokens"]["()"] == "api.log_redaction.RedactStreamTokens"
     record = logging.LogRecord(
         "uvicorn.access",
