@@ -10,6 +10,7 @@ a clear 400 here, before any route parses the body. The body is then replayed to
 unchanged; later `receive()` calls pass through, so disconnects still reach streaming responses.
 """
 
+import json
 import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,7 +23,11 @@ BODY = "chainserve.body"
 DRAIN_LIMIT = 8 * 1024 * 1024
 """Bytes of a refused body read and thrown away so the client gets to read the 413."""
 
-_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+# A string runs to its closing quote or, unterminated, to the end of the body (a lone final
+# backslash included): every match succeeds where it starts, so the scan stays linear. Made
+# to fail on an unterminated string, it restarted at every quote: a body of escaped quotes
+# took quadratic time on the event loop (48 KB stalled every stream for seconds).
+_TOKENS = re.compile(rb'"(?:[^"\\]|\\.|\\\Z)*(?:"|\Z)|[\[\]{}]', re.DOTALL)
 
 
 def json_depth(body: bytes) -> int:
@@ -39,6 +44,9 @@ def json_depth(body: bytes) -> int:
 
 
 def _problem(body: bytes, max_depth: int) -> str | None:
+    if body and json.detect_encoding(body) not in ("utf-8", "utf-8-sig"):
+        # json.loads would decode UTF-16/32 itself, past the checks below (RFC 8259: UTF-8).
+        return "request JSON must be UTF-8"
     try:
         body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -55,7 +63,7 @@ class BodyGuard:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+        if scope["type"] != "http" or not _has_body(scope):
             await self.app(scope, receive, send)
             return
         declared = _declared_length(scope)
@@ -114,6 +122,13 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 def _header_is(scope: Scope, name: bytes, expected: bytes) -> bool:
     value = _header(scope, name)
     return value is not None and value.strip().lower() == expected
+
+
+def _has_body(scope: Scope) -> bool:
+    """Any method may carry a body (LangServe reads one on a GET route): check them all."""
+    if scope["method"] in ("POST", "PUT", "PATCH"):
+        return True
+    return _declared_length(scope) > 0 or _header(scope, b"transfer-encoding") is not None
 
 
 def _declared_length(scope: Scope) -> int:

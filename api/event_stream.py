@@ -122,7 +122,9 @@ class RunEventStream(EventSourceResponse):
             await send({"type": "http.response.start", "status": 503, "headers": headers})
             await send({"type": "http.response.body", "body": body, "more_body": False})
             return
-        frame = self._protocol.frame(RunEvent(self._last + 1, "error", to_json(error)))
+        # The id of the last event delivered, not the next one's: a client that resumes with it
+        # (as the retry hint invites) gets the run's next real event, none skipped.
+        frame = self._protocol.frame(RunEvent(self._last, "error", to_json(error)))
         # The reconnection hint goes inside the error event itself (before its blank line).
         retry = f"retry: {RETRY_AFTER_MS}\n".encode()
         frame = frame[:-1] + retry + b"\n" if frame.endswith(b"\n\n") else frame + retry + b"\n"
@@ -164,10 +166,11 @@ class RunEventStream(EventSourceResponse):
             batch = [self._protocol.frame(event) for event in events]
             finished = bool(events) and events[-1].event in TERMINAL_EVENTS
             if batch:
-                last = self._last = events[-1].seq
+                last = events[-1].seq
                 await send(
                     {"type": "http.response.body", "body": b"".join(batch), "more_body": True}
                 )
+                self._last = last  # only once sent: the shutdown event's id says what arrived
             if finished:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return

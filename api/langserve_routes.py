@@ -109,7 +109,7 @@ def _request_guard(chain: RegisteredChain) -> Callable[[Request], Awaitable[None
         if request.method == "POST":
             try:
                 body = await request.json()
-            except ValueError:
+            except (ValueError, RecursionError):
                 body = None  # not JSON: LangServe's own validation answers with a 422
         if isinstance(body, dict):
             config = body.get("config")

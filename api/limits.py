@@ -21,10 +21,15 @@ from api.asgi_errors import send_error
 from api.auth import KEY_ID
 from api.body_guard import BODY
 
+# `\n?\Z`, not `$`: an encoded newline at the end of a path still reaches the route (Starlette's
+# patterns end in `$`, which matches before a final newline), so it must count here too.
 _STREAM_PATHS = re.compile(
-    r"^/(?:chains/[^/]+/stream|runs/[^/]+/stream|langserve/[^/]+/(?:stream|stream_log|stream_events))$"
+    r"^/(?:chains/[^/]+/(?:stream|ui)|runs/[^/]+/stream"
+    r"|langserve/[^/]+(?:/c/[^/]+)?/(?:stream|stream_log|stream_events))\n?\Z"
 )
-_OPENAI_CHAT = "/v1/chat/completions"
+_OPENAI_CHAT = re.compile(r"^/v1/chat/completions\n?\Z")
+_FALSE = (None, False, 0, "", "false", "0", "no", "off", "f", "n")
+"""What pydantic's lax `bool` reads as false; anything else it turns into a stream."""
 
 
 @dataclass
@@ -103,12 +108,16 @@ def is_stream(scope: Scope) -> bool:
     path = scope["path"]
     if _STREAM_PATHS.match(path):
         return True
-    if path == _OPENAI_CHAT and scope.get("method") == "POST":
+    if _OPENAI_CHAT.match(path) and scope.get("method") == "POST":
         try:
             body = json.loads(scope.get(BODY) or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):
             return False
-        return isinstance(body, dict) and body.get("stream") is True
+        if not isinstance(body, dict):
+            return False
+        stream = body.get("stream")
+        flag = stream.strip().lower() if isinstance(stream, str) else stream
+        return flag not in _FALSE
     return False
 
 

@@ -43,9 +43,15 @@ class StreamTokens:
     def _sign(self, payload: str) -> str:
         return _b64(hmac.new(self._secret, _DOMAIN + payload.encode(), hashlib.sha256).digest())
 
+    def _seal(self, key_id: str) -> str:
+        # The key id is a hash of the key: in a token, where anyone holding it can read it, it
+        # would let a weak key be guessed offline. Sealed with the secret, it can't.
+        return _b64(hmac.new(self._secret, key_id.encode(), hashlib.sha256).digest()[:12])
+
     def issue(self, chain: str, key_id: str | None) -> IssuedToken:
         expires_at = int(self._clock()) + self.ttl_seconds
-        body = {"chain": chain, "kid": key_id, "exp": expires_at}
+        sealed = self._seal(key_id) if key_id is not None else None
+        body = {"chain": chain, "kid": sealed, "exp": expires_at}
         payload = _b64(json.dumps(body, separators=(",", ":")).encode())
         return IssuedToken(f"{payload}.{self._sign(payload)}", expires_at)
 
@@ -64,6 +70,6 @@ class StreamTokens:
         expires_at, kid = body.get("exp"), body.get("kid")
         if not isinstance(expires_at, int) or expires_at < self._clock():
             return None
-        if not isinstance(kid, str) or kid not in key_ids:
+        if not isinstance(kid, str):
             return None
-        return kid
+        return next((k for k in key_ids if hmac.compare_digest(self._seal(k), kid)), None)

@@ -148,22 +148,24 @@ class StreamlinedChatOpenAI(ChatOpenAI):
 
         A stream that breaks or times out before its first chunk is sent again (up to the
         client's `max_retries`, with its backoff): nothing has reached the caller yet, and each
-        attempt gets the whole first-token timeout. After the first chunk a failure is final,
-        since a retry would repeat what was already sent."""
+        attempt gets the whole first-token timeout. Failing to open (the response head) is
+        retried by the opening itself. After the first chunk a failure is final, since a retry
+        would repeat what was already sent."""
         client = self.root_async_client
         for attempt in range(client.max_retries + 1):
             progress = _Progress()
             try:
                 async for chunk in self._chunk_dicts_once(payload, progress):
-                    progress.chunks += 1
+                    if not progress.chunks and carries_output(chunk):
+                        progress.chunks = 1
                     yield chunk
                 return
             except (openai.APIConnectionError, TimeoutError) as exc:
-                # Opening a stream has its own retries (the SDK's, or `open_stream`'s) for
-                # connection errors; retried here: a stream that opened and broke before its
-                # first chunk, and an attempt that ran out of time for its first chunk.
-                retryable = progress.opened or isinstance(exc, TimeoutError)
-                if progress.chunks or not retryable or attempt == client.max_retries:
+                # Opening a stream has its own retries (the SDK's, or `open_stream`'s, which
+                # honour Retry-After); a failure while opening is final here, or the two
+                # budgets would multiply. Retried here: a stream that opened, then broke or
+                # went silent before its first chunk.
+                if progress.chunks or not progress.opened or attempt == client.max_retries:
                     raise
                 why = f"{type(exc).__name__} before the first chunk"
                 await back_off(client, client.max_retries - attempt, None, why)
@@ -260,7 +262,8 @@ async def _parsed(
             _raise_stream_error(chunk, request())
         if event:
             continue  # named events belong to other APIs; the SDK skips them too
-        deadline.restart()
+        if not deadline.waiting_for_first or carries_output(chunk):
+            deadline.restart()  # a role-only opening chunk is not the first token
         yield chunk
 
 
@@ -280,8 +283,26 @@ def _wire_body(payload: dict[str, Any]) -> bytes | None:
         return None
 
 
+def carries_output(chunk: dict[str, Any]) -> bool:
+    """Whether a chunk is (or ends) the answer: content, a tool call, a finish reason or
+    usage. The role-only chunk providers open with is not, so it neither counts as the first
+    token nor stops a retry."""
+    if chunk.get("usage"):
+        return True
+    for choice in chunk.get("choices") or ():
+        if not isinstance(choice, dict):
+            return True
+        delta = choice.get("delta") or {}
+        if choice.get("finish_reason") or any(
+            value for key, value in delta.items() if key != "role"
+        ):
+            return True
+    return False
+
+
 class _Progress:
-    """How far one attempt got: whether the stream opened, and how many chunks it gave."""
+    """How far one attempt got: whether the stream opened, and whether any chunk carried
+    output (`chunks` is 1 from then on)."""
 
     def __init__(self) -> None:
         self.opened = False

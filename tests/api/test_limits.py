@@ -163,3 +163,29 @@ def test_slots_count_per_caller_and_free_on_release() -> None:
     slots.release("a")
     slots.release("a")
     assert slots.open("a") == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "counted"),
+    [
+        ("POST", "/chains/chat/ui", None, True),
+        ("POST", "/langserve/chat/c/N4XyA/stream", None, True),
+        ("POST", "/langserve/chat/c/N4XyA/stream_events", None, True),
+        ("POST", "/chains/chat/stream\n", None, True),  # %0A: the route still matches
+        ("POST", "/v1/chat/completions\n", b'{"stream": true}', True),
+        ("POST", "/v1/chat/completions", b'{"stream": 1}', True),
+        ("POST", "/v1/chat/completions", b'{"stream": "true"}', True),
+        ("POST", "/v1/chat/completions", b'{"stream": "false"}', False),
+        ("POST", "/v1/chat/completions", b'{"stream": false}', False),
+        ("POST", "/v1/chat/completions", b"{}", False),
+        ("POST", "/chains/chat/invoke", None, False),
+    ],
+)
+def test_every_way_of_asking_for_a_stream_takes_a_slot(
+    method: str, path: str, body: bytes | None, counted: bool
+) -> None:
+    from api.body_guard import BODY
+    from api.limits import is_stream
+
+    scope = {"type": "http", "method": method, "path": path, BODY: body}
+    assert is_stream(scope) is counted

@@ -198,3 +198,35 @@ async def test_the_openai_route_says_413_in_openai_shape(small_body_server: Live
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "body_too_large"
     assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_a_body_of_escaped_quotes_is_checked_in_linear_time(
+    openai_server: LiveServer, upstream: MockUpstream
+) -> None:
+    """It used to make the depth scan quadratic on the event loop: 48 KB stalled every stream."""
+    response = await _post(
+        openai_server, "/chains/chat/invoke", content=b'\\"' * 300_000, headers=JSON
+    )
+    assert response.status_code in (400, 422)
+    assert upstream.requests == []
+
+
+async def test_json_in_utf16_is_refused_on_every_route_family(openai_server: LiveServer) -> None:
+    """`json.loads` would decode it past the UTF-8 and depth checks (a 500 on LangServe)."""
+    nested = '["\u2241",' + "[" * 5000 + "]" * 5000 + ',"\u2241"]'
+    for path in ("/langserve/chat/invoke", "/chains/chat/invoke", "/v1/chat/completions"):
+        response = await _post(
+            openai_server, path, content=nested.encode("utf-16-le"), headers=JSON
+        )
+        assert response.status_code == 400, path
+        assert "UTF-8" in response.text
+
+
+async def test_a_body_on_a_get_route_is_held_to_the_limit_too(
+    small_body_server: LiveServer,
+) -> None:
+    async with httpx.AsyncClient(base_url=small_body_server.url, timeout=10) as client:
+        response = await client.request(
+            "GET", "/langserve/explain/playground/index.html", content=b"x" * 10_000
+        )
+    assert response.status_code == 413

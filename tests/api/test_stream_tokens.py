@@ -35,3 +35,16 @@ def test_keys_are_matched_by_digest_and_named_by_an_id_that_is_not_the_key() -> 
     assert KEY not in key_id(KEY)
     assert key_id(KEY).startswith("key-")
     assert not ApiKeys([]).enabled
+
+
+def test_a_token_does_not_carry_the_key_id_in_the_clear() -> None:
+    """The key id is a hash of the key; readable in a token, it would let a weak key be guessed."""
+    import base64
+    import json
+
+    tokens = StreamTokens(b"secret", 60)
+    kid = key_id(KEY)
+    payload = tokens.issue("chat", kid).token.partition(".")[0]
+    body = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert kid not in json.dumps(body)
+    assert kid[4:] not in json.dumps(body)

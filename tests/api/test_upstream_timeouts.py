@@ -54,7 +54,8 @@ async def test_a_stream_that_stalls_before_its_first_token_is_retried(
     server = start_server(
         _settings(upstream, upstream_first_token_timeout=0.5, upstream_max_retries=1)
     )
-    upstream.enqueue(Script(chunks=["late"], first_delay=3), Script(chunks=["on", " time"]))
+    # The head and the role-only opening chunk arrive at once, then the first token never does.
+    upstream.enqueue(Script(chunks=["late"], hold_after=0), Script(chunks=["on", " time"]))
     result = await stream(server.url, "chat", chat_input())
     assert result.status == 200
     assert result.text == "on time"
