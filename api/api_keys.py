@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 
 def key_id(key: str) -> str:
-    """A stable, non-secret name for a key (for limits, metrics and logs): never the key."""
+    """A stable, non-secret name for a key (for limits and logs): never the key."""
     return "key-" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
