@@ -78,15 +78,13 @@ class RunEventStream(EventSourceResponse):
                 await self._hung_up()
                 group.cancel_scope.cancel()
 
-            async def watch_drain(drain: Drain) -> None:
+            def drain_now() -> None:
                 nonlocal drained
-                await drain.expired()
                 drained = True
                 relay.cancel()
 
             group.start_soon(watch)
-            if self._drain is not None:
-                group.start_soon(watch_drain, self._drain)
+            undo_drain = self._drain.when_expired(drain_now) if self._drain else None
             if self._send_timeout is not None:
                 watch_sends = SendWatch(send, self._send_timeout, group.cancel_scope.cancel)
                 send = watch_sends.send
@@ -96,6 +94,8 @@ class RunEventStream(EventSourceResponse):
                 if drained:
                     await self._last_words(send)
             finally:
+                if undo_drain is not None:
+                    undo_drain()
                 if watch_sends is not None:
                     watch_sends.close()
             group.cancel_scope.cancel()

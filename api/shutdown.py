@@ -11,6 +11,7 @@ import asyncio
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -26,12 +27,12 @@ class Drain:
         self.grace_seconds = grace_seconds
         self._loop: asyncio.AbstractEventLoop | None = None
         self.started = False
-        self._expired: asyncio.Event | None = None
+        self.expired = False
+        self._callbacks: set[Callable[[], object]] = set()
 
     def attach(self) -> None:
         """Called in the app's lifespan: from here on, SIGTERM starts the drain first."""
         self._loop = asyncio.get_running_loop()
-        self._expired = asyncio.Event()
         if threading.current_thread() is not threading.main_thread():
             return  # signals reach the main thread only (an embedded or test server)
         previous = signal.getsignal(signal.SIGTERM)
@@ -49,19 +50,27 @@ class Drain:
             self._loop.call_soon_threadsafe(self._start)
 
     def _start(self) -> None:
-        if self.started or self._expired is None:
+        if self.started or self._loop is None:
             return
         self.started = True
         logger.info("shutting down: open streams have %gs to finish", self.grace_seconds)
-        assert self._loop is not None
-        self._loop.call_later(self.grace_seconds, self._expired.set)
+        self._loop.call_later(self.grace_seconds, self._expire)
 
-    async def expired(self) -> None:
-        """Return when the grace period is over (never, unless a shutdown began)."""
-        if self._expired is None:
-            await asyncio.Event().wait()
-        else:
-            await self._expired.wait()
+    def _expire(self) -> None:
+        self.expired = True
+        for callback in list(self._callbacks):
+            callback()
+
+    def when_expired(self, callback: Callable[[], object]) -> Callable[[], None]:
+        """Call `callback` when the grace period ends (at once if it has); returns the undo.
+
+        A set of callbacks rather than a waiting task per stream: an open stream costs one
+        set entry here, not another task."""
+        if self.expired:
+            callback()
+            return lambda: None
+        self._callbacks.add(callback)
+        return lambda: self._callbacks.discard(callback)
 
 
 def shutting_down_error(run_id: str) -> dict[str, Any]:
