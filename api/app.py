@@ -117,11 +117,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         CutOffStuckClients, seconds=settings.send_timeout_seconds, prefix="/langserve/"
     )
-    app.add_middleware(
-        LimitPerCaller,
-        rate=RequestRate(settings.requests_per_minute) if settings.requests_per_minute else None,
-        slots=StreamSlots(settings.max_streams_per_key) if settings.max_streams_per_key else None,
-    )
+    if settings.requests_per_minute or settings.max_streams_per_key:
+        app.add_middleware(
+            LimitPerCaller,
+            rate=RequestRate(settings.requests_per_minute)
+            if settings.requests_per_minute
+            else None,
+            slots=StreamSlots(settings.max_streams_per_key)
+            if settings.max_streams_per_key
+            else None,
+        )
     app.add_middleware(
         BodyGuard, max_depth=settings.max_json_depth, max_bytes=settings.max_body_bytes
     )

@@ -10,6 +10,7 @@ import re
 from typing import NamedTuple
 from urllib.parse import parse_qs
 
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.api_keys import ApiKeys
@@ -22,21 +23,15 @@ _TOKEN_STREAM = re.compile(r"^/chains/([^/]+)/stream$")
 _CHALLENGE = b'Bearer realm="chainserve"'
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key.lower() == name:
-            return bytes(value).decode("latin-1")
-    return None
-
-
 def _presented_key(scope: Scope) -> str | None:
-    authorization = _header(scope, b"authorization")
+    headers = Headers(scope=scope)
+    authorization = headers.get("authorization")
     if authorization is not None:
         scheme, _, credentials = authorization.strip().partition(" ")
         if scheme.lower() == "bearer" and credentials.strip():
             return credentials.strip()
-    api_key = _header(scope, b"x-api-key")
-    return api_key.strip() if api_key and api_key.strip() else None
+    api_key = headers.get("x-api-key", "").strip()
+    return api_key or None
 
 
 class _Refusal(NamedTuple):

@@ -13,6 +13,7 @@ unchanged; later `receive()` calls pass through, so disconnects still reach stre
 import json
 import re
 
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.asgi_errors import send_error
@@ -70,7 +71,8 @@ class BodyGuard:
         if declared > self.max_bytes:
             # Drain what is coming unless it is huge or the client waits for 100 Continue
             # (curl does for large bodies): then it never sends the body at all.
-            drain = declared <= DRAIN_LIMIT and not _header_is(scope, b"expect", b"100-continue")
+            expects = Headers(scope=scope).get("expect", "").strip().lower()
+            drain = declared <= DRAIN_LIMIT and expects != "100-continue"
             await self._too_large(scope, receive, send, drain=drain)
             return
         chunks: list[bytes] = []
@@ -112,27 +114,15 @@ class BodyGuard:
         )
 
 
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope.get("headers", []):
-        if key.lower() == name:
-            return bytes(value)
-    return None
-
-
-def _header_is(scope: Scope, name: bytes, expected: bytes) -> bool:
-    value = _header(scope, name)
-    return value is not None and value.strip().lower() == expected
-
-
 def _has_body(scope: Scope) -> bool:
     """Any method may carry a body (LangServe reads one on a GET route): check them all."""
     if scope["method"] in ("POST", "PUT", "PATCH"):
         return True
-    return _declared_length(scope) > 0 or _header(scope, b"transfer-encoding") is not None
+    return _declared_length(scope) > 0 or "transfer-encoding" in Headers(scope=scope)
 
 
 def _declared_length(scope: Scope) -> int:
-    value = _header(scope, b"content-length")
+    value = Headers(scope=scope).get("content-length")
     try:
         return int(value) if value is not None else 0
     except ValueError:

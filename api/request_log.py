@@ -12,6 +12,7 @@ import re
 import time
 import uuid
 
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import KEY_ID
@@ -25,11 +26,8 @@ logger = logging.getLogger("chainserve.requests")
 
 
 def _incoming_id(scope: Scope) -> str | None:
-    for name, value in scope.get("headers", []):
-        if name.lower() == b"x-request-id":
-            text = bytes(value).decode("latin-1").strip()
-            return text if _SANE_ID.match(text) else None
-    return None
+    text = Headers(scope=scope).get("x-request-id", "").strip()
+    return text if _SANE_ID.match(text) else None
 
 
 class RequestLog:

@@ -66,16 +66,22 @@ def start_server() -> Iterator[ServerFactory]:
         yield start
 
 
+def upstream_settings(upstream: MockUpstream, **overrides: object) -> Settings:
+    """ChatOpenAI pointed at the mock upstream, with no retries so failures show at once."""
+    values: dict[str, object] = {
+        "openai_api_key": "sk-test-secret-key",
+        "openai_base_url": upstream.base_url,
+        "upstream_max_retries": 0,
+        "upstream_timeout": 5.0,
+        "allowed_models": ["gpt-4o"],
+        **overrides,
+    }
+    return offline_settings(**values)
+
+
 @pytest.fixture
 def openai_settings(upstream: MockUpstream) -> Settings:
-    """ChatOpenAI pointed at the mock upstream, with no retries so failures show at once."""
-    return offline_settings(
-        openai_api_key="sk-test-secret-key",
-        openai_base_url=upstream.base_url,
-        upstream_max_retries=0,
-        upstream_timeout=5.0,
-        allowed_models=["gpt-4o"],
-    )
+    return upstream_settings(upstream)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from api.limits import RequestRate, StreamSlots
 from api.settings import Settings
 from tests.api.streaming import chat_input
-from tests.conftest import ServerFactory, offline_settings
+from tests.conftest import ServerFactory, offline_settings, upstream_settings
 from tests.support.mock_upstream import MockUpstream, Script
 
 KEY_A, KEY_B = "sk-limits-a-0123456789", "sk-limits-b-0123456789"
@@ -51,14 +51,7 @@ async def _open_stream(
 
 @pytest.fixture
 def slot_settings(upstream: MockUpstream) -> Settings:
-    return offline_settings(
-        openai_api_key="sk-test-secret-key",
-        openai_base_url=upstream.base_url,
-        upstream_max_retries=0,
-        upstream_timeout=5.0,
-        api_keys=f"{KEY_A},{KEY_B}",
-        max_streams_per_key=1,
-    )
+    return upstream_settings(upstream, api_keys=f"{KEY_A},{KEY_B}", max_streams_per_key=1)
 
 
 @pytest.mark.asyncio

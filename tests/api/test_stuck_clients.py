@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from api.settings import Settings
-from tests.conftest import ServerFactory, offline_settings
+from tests.conftest import ServerFactory, upstream_settings
 from tests.support.mock_upstream import MockUpstream, Script
 
 pytestmark = pytest.mark.asyncio
@@ -17,13 +17,7 @@ BIG = "x" * 16_000  # a few hundred of these fill every buffer between server an
 
 @pytest.fixture
 def settings(upstream: MockUpstream) -> Settings:
-    return offline_settings(
-        openai_api_key="sk-test-secret-key",
-        openai_base_url=upstream.base_url,
-        upstream_max_retries=0,
-        upstream_timeout=10.0,
-        send_timeout_seconds=1.0,
-    )
+    return upstream_settings(upstream, upstream_timeout=10.0, send_timeout_seconds=1.0)
 
 
 async def _frozen_client(url: str, path: str, body: object) -> socket.socket:

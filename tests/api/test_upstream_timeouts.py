@@ -4,21 +4,14 @@ import pytest
 
 from api.settings import Settings
 from tests.api.streaming import chat_input, stream
-from tests.conftest import ServerFactory, offline_settings
+from tests.conftest import ServerFactory, offline_settings, upstream_settings
 from tests.support.mock_upstream import MockUpstream, Script
 
 pytestmark = pytest.mark.asyncio
 
 
 def _settings(upstream: MockUpstream, **overrides: object) -> Settings:
-    values: dict[str, object] = {
-        "openai_api_key": "sk-test-secret-key",
-        "openai_base_url": upstream.base_url,
-        "upstream_max_retries": 0,
-        "upstream_timeout": 10.0,
-        **overrides,
-    }
-    return offline_settings(**values)
+    return upstream_settings(upstream, **{"upstream_timeout": 10.0, **overrides})
 
 
 async def test_a_provider_silent_past_the_first_token_timeout_is_a_504(
