@@ -16,11 +16,14 @@ from api.body_guard import BodyGuard
 from api.error_handlers import install_error_handlers
 from api.gc_tuning import tune_gc_for_streaming
 from api.langserve_routes import mount_langserve, reset_loop_state
-from api.limits import LimitPerCaller, RequestRate, StreamSlots
+from api.limits import LimitPerCaller
+from api.metrics import Metrics
 from api.request_log import RequestLog
+from api.request_metrics import CountRequests
 from api.routes import auth as auth_routes
 from api.routes import chains as chain_routes
 from api.routes import health
+from api.routes import metrics as metrics_routes
 from api.routes import openai as openai_routes
 from api.routes import runs as run_routes
 from api.routes import threads as thread_routes
@@ -29,7 +32,7 @@ from api.run_manager import RunManager
 from api.send_watch import CutOffStuckClients
 from api.settings import Settings
 from api.shutdown import Drain
-from api.stores import build_run_log, build_thread_store
+from api.stores import build_limit_counts, build_run_log, build_thread_store
 from api.stream_tokens import StreamTokens
 from api.version import VERSION
 from chains import build_registry, describe_model
@@ -59,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     threads = build_thread_store(settings)
     runs = RunManager(build_run_log(settings), Drain(settings.shutdown_grace_seconds))
     chains = build_registry(model_config, threads, settings.history_token_budget)
+    rate, slots = build_limit_counts(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -89,6 +93,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if lean is not None:
                 await lean.aclose()
             await threads.aclose()
+            for counts in (rate, slots):
+                if counts is not None:
+                    await counts.aclose()
 
     app = FastAPI(
         title="chainserve",
@@ -107,6 +114,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(health.router)
+    if settings.metrics:
+        app.include_router(metrics_routes.router)
     app.include_router(auth_routes.router)
     app.include_router(chain_routes.router)
     app.include_router(thread_routes.router)
@@ -117,16 +126,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         CutOffStuckClients, seconds=settings.send_timeout_seconds, prefix="/langserve/"
     )
-    if settings.requests_per_minute or settings.max_streams_per_key:
-        app.add_middleware(
-            LimitPerCaller,
-            rate=RequestRate(settings.requests_per_minute)
-            if settings.requests_per_minute
-            else None,
-            slots=StreamSlots(settings.max_streams_per_key)
-            if settings.max_streams_per_key
-            else None,
-        )
+    if rate is not None or slots is not None:
+        app.add_middleware(LimitPerCaller, rate=rate, slots=slots)
     app.add_middleware(
         BodyGuard, max_depth=settings.max_json_depth, max_bytes=settings.max_body_bytes
     )
@@ -150,6 +151,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_credentials=False,
             max_age=600,
         )
+    if settings.metrics:
+        app.state.metrics = Metrics()
+        app.add_middleware(CountRequests, metrics=app.state.metrics)
     app.add_middleware(RequestLog)  # outermost: every response, refusals included, has an id
     return app
 

@@ -11,6 +11,7 @@ from starlette.types import Scope, Send
 
 from api.openai_errors import is_openai_path
 from api.protocols.openai_chat import openai_error
+from api.request_state import note_error
 
 
 async def send_error(
@@ -23,6 +24,7 @@ async def send_error(
     retryable: bool = False,
     headers: Sequence[tuple[bytes, bytes]] = (),
 ) -> None:
+    note_error(scope, code)
     if is_openai_path(scope.get("path", "")):
         error = openai_error(status, code, message)
     else:

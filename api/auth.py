@@ -15,10 +15,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.api_keys import ApiKeys
 from api.asgi_errors import send_error
+from api.request_state import KEY_ID
 from api.stream_tokens import StreamTokens
 
 PUBLIC_PATHS = frozenset({"/health"})
-KEY_ID = "api_key_id"
 _TOKEN_STREAM = re.compile(r"^/chains/([^/]+)/stream$")
 _CHALLENGE = b'Bearer realm="chainserve"'
 

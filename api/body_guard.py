@@ -4,57 +4,26 @@ Bodies over `max_bytes` are refused with a 413 as soon as the count passes the l
 declared `Content-Length` before a byte is read, and on the bytes actually received for chunked
 bodies (or a `Content-Length` that lies), so nothing larger is ever buffered.
 
-Python's `json` module raises `RecursionError` on deeply nested input (a 500 from every route,
-LangServe's included) and FastAPI reports invalid UTF-8 inconsistently, so both are turned into
-a clear 400 here, before any route parses the body. The body is then replayed to the app
-unchanged; later `receive()` calls pass through, so disconnects still reach streaming responses.
+Python's `json` module raises `RecursionError` on deeply nested input and `ValueError` on an
+integer longer than `sys.get_int_max_str_digits()` (a 500 from LangServe's routes either way),
+FastAPI reports invalid UTF-8 inconsistently, and a lone UTF-16 surrogate escape (`"\\ud800"`)
+parses into a string no response can encode (a 500, or a stream cut off mid-way). All of these
+are turned into a clear 400 here, before any route parses the body. The body is then replayed
+to the app unchanged; later `receive()` calls pass through, so disconnects still reach
+streaming responses.
 """
-
-import json
-import re
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.asgi_errors import send_error
+from api.json_scan import json_problem
 
 BODY = "chainserve.body"
 """Where the checked body is left in the scope, for inner middleware to peek at."""
 
 DRAIN_LIMIT = 8 * 1024 * 1024
 """Bytes of a refused body read and thrown away so the client gets to read the 413."""
-
-# A string runs to its closing quote or, unterminated, to the end of the body (a lone final
-# backslash included): every match succeeds where it starts, so the scan stays linear. Made
-# to fail on an unterminated string, it restarted at every quote: a body of escaped quotes
-# took quadratic time on the event loop (48 KB stalled every stream for seconds).
-_TOKENS = re.compile(rb'"(?:[^"\\]|\\.|\\\Z)*(?:"|\Z)|[\[\]{}]', re.DOTALL)
-
-
-def json_depth(body: bytes) -> int:
-    """Deepest nesting of arrays/objects, skipping string contents; linear, no recursion."""
-    depth = deepest = 0
-    for match in _TOKENS.finditer(body):
-        token = match.group()
-        if token in (b"[", b"{"):
-            depth += 1
-            deepest = max(deepest, depth)
-        elif token in (b"]", b"}"):
-            depth -= 1
-    return deepest
-
-
-def _problem(body: bytes, max_depth: int) -> str | None:
-    if body and json.detect_encoding(body) not in ("utf-8", "utf-8-sig"):
-        # json.loads would decode UTF-16/32 itself, past the checks below (RFC 8259: UTF-8).
-        return "request JSON must be UTF-8"
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return f"request body is not valid UTF-8 (byte {exc.start})"
-    if json_depth(body) > max_depth:
-        return f"request JSON is nested deeper than {max_depth} levels"
-    return None
 
 
 class BodyGuard:
@@ -91,7 +60,7 @@ class BodyGuard:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        problem = _problem(body, self.max_depth)
+        problem = json_problem(body, self.max_depth)
         if problem:
             await send_error(scope, send, 400, "invalid_body", problem)
             return

@@ -3,13 +3,18 @@
 import argparse
 import copy
 import math
+import os
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
+from api.metrics import MULTIPROC_ENV
 from api.settings import Settings
 
 
@@ -41,6 +46,30 @@ def log_config(level: str, fmt: str = "text") -> dict[str, Any]:
     return config
 
 
+@contextmanager
+def shared_metrics_dir(workers: int) -> Iterator[str | None]:
+    """With several workers, a directory where they all keep their metrics (api/metrics.py).
+
+    One the operator names in PROMETHEUS_MULTIPROC_DIR is emptied of old values first, as
+    prometheus_client requires; otherwise a fresh one is made and removed on exit."""
+    if workers <= 1:
+        yield None
+        return
+    chosen = os.environ.get(MULTIPROC_ENV)
+    if chosen:
+        Path(chosen).mkdir(parents=True, exist_ok=True)
+        for stale in Path(chosen).glob("*.db"):
+            stale.unlink()
+        yield chosen
+        return
+    with tempfile.TemporaryDirectory(prefix="chainserve-metrics-") as made:
+        os.environ[MULTIPROC_ENV] = made  # inherited by the workers uvicorn starts
+        try:
+            yield made
+        finally:
+            os.environ.pop(MULTIPROC_ENV, None)
+
+
 def _parser(settings: Settings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chainserve", description="Serve LangChain chains over SSE."
@@ -70,18 +99,20 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "log, so joining or cancelling a run only works on the worker that runs it",
                 file=sys.stderr,
             )
-        uvicorn.run(
-            "api.app:create_app",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            reload=args.reload,
-            workers=None if args.reload else args.workers,
-            log_level=settings.log_level,
-            log_config=log_config(settings.log_level, settings.log_format),
-            # Longer than our grace period: streams end themselves first (api/shutdown.py).
-            timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds) + 5,
-        )
+        workers = 1 if args.reload else args.workers
+        with shared_metrics_dir(workers):
+            uvicorn.run(
+                "api.app:create_app",
+                factory=True,
+                host=args.host,
+                port=args.port,
+                reload=args.reload,
+                workers=None if args.reload else args.workers,
+                log_level=settings.log_level,
+                log_config=log_config(settings.log_level, settings.log_format),
+                # Longer than our grace period: streams end themselves first (api/shutdown.py).
+                timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds) + 5,
+            )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """One error body shape for every route: `{"error": {"code", "message", "retryable", ...}}`."""
 
+import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -9,7 +11,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from api.errors import ErrorCode
+from api.input_limit import InputTooLargeError, input_too_large_response
 from api.openai_errors import OpenAIRequestError, is_openai_path, openai_response
+from api.request_state import note_error
 
 logger = logging.getLogger("chainserve.errors")
 
@@ -66,8 +70,24 @@ async def _openai_error(request: Request, exc: Exception) -> JSONResponse:
     return openai_response(request, exc)
 
 
+Handler = Callable[[Request, Exception], Awaitable[JSONResponse]]
+
+
+def _counted(handler: Handler) -> Handler:
+    """Leave the error's code where the request metrics count it."""
+
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        response = await handler(request, exc)
+        error = json.loads(bytes(response.body)).get("error") or {}
+        note_error(request.scope, error.get("code") or error.get("type") or "http_error")
+        return response
+
+    return handle
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(OpenAIRequestError, _openai_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(OpenAIRequestError, _counted(_openai_error))
+    app.add_exception_handler(InputTooLargeError, _counted(input_too_large_response))
+    app.add_exception_handler(RequestValidationError, _counted(_validation_error))
+    app.add_exception_handler(HTTPException, _counted(_http_error))
+    app.add_exception_handler(Exception, _counted(_unexpected))

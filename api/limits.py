@@ -2,24 +2,27 @@
 
 Pure ASGI middleware inside the auth and body guards, so the caller is known (by key id, or by
 client address when no keys are configured) and an OpenAI request's `stream` flag can be read
-from the already-checked body. A stream's slot is held exactly as long as the app is serving
-it, so it is released the moment the stream ends, fails, or the client hangs up.
+from the already-checked body. A stream's slot is held while the app serves it, so it is
+released the moment the stream ends, fails, or the client hangs up.
 
-The counts live in this process: with several workers each enforces the limits on its own.
+The counts live in this process (`api/limit_counts.py`), or in Redis when it is configured
+(`api/limit_counts_redis.py`), where every worker and replica shares them. A stream's slot is
+also held by the run it started until that run ends, so a run left going after its client hung
+up (`on_disconnect: "continue"`) still counts against the caller's streams.
 """
 
+import asyncio
 import json
 import math
 import re
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.asgi_errors import send_error
-from api.auth import KEY_ID
 from api.body_guard import BODY
+from api.limit_counts import RequestRate, StreamSlots
+from api.request_state import HOLD_STREAM_SLOT, KEY_ID
 
 # `\n?\Z`, not `$`: an encoded newline at the end of a path still reaches the route (Starlette's
 # patterns end in `$`, which matches before a final newline), so it must count here too.
@@ -28,70 +31,10 @@ _STREAM_PATHS = re.compile(
     r"|langserve/[^/]+(?:/c/[^/]+)?/(?:stream|stream_log|stream_events))\n?\Z"
 )
 _OPENAI_CHAT = re.compile(r"^/v1/chat/completions\n?\Z")
+_UNLIMITED = ("/health", "/metrics")
+"""Probes and scrapes: cheap, and they must not eat a key's budget or be refused by it."""
 _FALSE = (None, False, 0, "", "false", "0", "no", "off", "f", "n")
 """What pydantic's lax `bool` reads as false; anything else it turns into a stream."""
-
-
-@dataclass
-class _Bucket:
-    tokens: float
-    updated: float
-
-
-class RequestRate:
-    """A token bucket per caller: `per_minute` requests a minute, bursts up to as many."""
-
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.per_minute = per_minute
-        self._rate = per_minute / 60.0
-        self._clock = clock
-        self._buckets: dict[str, _Bucket] = {}
-
-    def take(self, caller: str) -> float | None:
-        """None if `caller` may go ahead (and it is counted), else seconds until it may."""
-        now = self._clock()
-        bucket = self._buckets.get(caller)
-        if bucket is None:
-            if len(self._buckets) > 10_000:
-                self._forget_full(now)
-            bucket = self._buckets[caller] = _Bucket(float(self.per_minute), now)
-        bucket.tokens = min(self.per_minute, bucket.tokens + (now - bucket.updated) * self._rate)
-        bucket.updated = now
-        if bucket.tokens >= 1:
-            bucket.tokens -= 1
-            return None
-        return (1 - bucket.tokens) / self._rate
-
-    def _forget_full(self, now: float) -> None:
-        # A bucket that has refilled is the same as no bucket: drop those.
-        for caller, bucket in list(self._buckets.items()):
-            if bucket.tokens + (now - bucket.updated) * self._rate >= self.per_minute:
-                del self._buckets[caller]
-
-
-class StreamSlots:
-    """At most `per_caller` open streams per caller."""
-
-    def __init__(self, per_caller: int) -> None:
-        self.per_caller = per_caller
-        self._open: dict[str, int] = {}
-
-    def acquire(self, caller: str) -> bool:
-        count = self._open.get(caller, 0)
-        if count >= self.per_caller:
-            return False
-        self._open[caller] = count + 1
-        return True
-
-    def release(self, caller: str) -> None:
-        count = self._open.get(caller, 0) - 1
-        if count > 0:
-            self._open[caller] = count
-        else:
-            self._open.pop(caller, None)
-
-    def open(self, caller: str) -> int:
-        return self._open.get(caller, 0)
 
 
 def caller_of(scope: Scope) -> str:
@@ -121,6 +64,38 @@ def is_stream(scope: Scope) -> bool:
     return False
 
 
+_RELEASING: set[asyncio.Task[None]] = set()
+
+
+class _SlotHold:
+    """A stream slot held by the response and by the run it starts; freed when both are done."""
+
+    def __init__(self, slots: StreamSlots, caller: str, slot: str) -> None:
+        self._slots, self._caller, self._slot = slots, caller, slot
+        self._holders = 1
+
+    def share(self) -> Callable[[], None]:
+        """Another holder (the run); call what this returns when it is done."""
+        self._holders += 1
+        return self.drop
+
+    def drop(self) -> None:
+        self._holders -= 1
+        if self._holders == 0:
+            # From a task's done-callback, where nothing can be awaited. The task is kept so
+            # it isn't collected half-way.
+            task = asyncio.get_running_loop().create_task(
+                self._slots.release(self._caller, self._slot)
+            )
+            _RELEASING.add(task)
+            task.add_done_callback(_RELEASING.discard)
+
+    async def adrop(self) -> None:
+        self._holders -= 1
+        if self._holders == 0:
+            await self._slots.release(self._caller, self._slot)
+
+
 class LimitPerCaller:
     def __init__(self, app: ASGIApp, rate: RequestRate | None, slots: StreamSlots | None) -> None:
         self.app = app
@@ -128,12 +103,12 @@ class LimitPerCaller:
         self.slots = slots
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] == "/health":
+        if scope["type"] != "http" or scope["path"] in _UNLIMITED:
             await self.app(scope, receive, send)
             return
         caller = caller_of(scope)
         if self.rate is not None:
-            wait = self.rate.take(caller)
+            wait = await self.rate.take(caller)
             if wait is not None:
                 message = f"more than {self.rate.per_minute} requests a minute from this caller"
                 await _too_many(scope, send, "rate_limited", message, wait)
@@ -141,14 +116,18 @@ class LimitPerCaller:
         if self.slots is None or not is_stream(scope):
             await self.app(scope, receive, send)
             return
-        if not self.slots.acquire(caller):
+        slot = await self.slots.acquire(caller)
+        if slot is None:
             message = f"this caller already has {self.slots.per_caller} open streams"
             await _too_many(scope, send, "too_many_streams", message, 1.0)
             return
+        hold = _SlotHold(self.slots, caller, slot)
+        token = HOLD_STREAM_SLOT.set(hold.share)
         try:
             await self.app(scope, receive, send)
         finally:
-            self.slots.release(caller)
+            HOLD_STREAM_SLOT.reset(token)
+            await hold.adrop()
 
 
 async def _too_many(scope: Scope, send: Send, code: str, message: str, wait: float) -> None:

@@ -15,8 +15,8 @@ import uuid
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.auth import KEY_ID
 from api.log_redaction import redact
+from api.request_state import KEY_ID
 
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "chainserve_request_id", default=None

@@ -59,6 +59,7 @@ async def invoke(
 ) -> Completed | Failed | None:
     """Run to completion; `None` when the client hung up first and the run was cancelled."""
     run = prepared.run
+    run.streamed = False
     work = partial(_ainvoke, chain, prepared)
     try:
         done = await (
@@ -67,7 +68,7 @@ async def invoke(
     except Exception as exc:  # noqa: BLE001 - reported to the client as a typed error
         error = classify(exc)
         log_failure(exc, error, run.run_id)
-        run.finish("error")
+        run.finish("error", error.code)
         return Failed(error)
     if done is None:
         run.finish("cancelled")

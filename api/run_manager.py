@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from api.encoding import to_json
 from api.errors import classify, log_failure
+from api.request_state import HOLD_STREAM_SLOT
 from api.run_log import RunLog, RunRecord
 from api.runs import Run
 from api.shutdown import Drain
@@ -51,6 +52,10 @@ class RunManager:
         task = asyncio.create_task(self._execute(run, chunks), name=f"run-{run.run_id}")
         self._tasks[run.run_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(run.run_id, None))
+        hold = HOLD_STREAM_SLOT.get()
+        if hold is not None:  # the caller's stream slot stays taken while the run goes on
+            release = hold()
+            task.add_done_callback(lambda _: release())
 
     async def _execute(self, run: Run, chunks: AsyncIterator[Any]) -> None:
         try:
@@ -93,7 +98,7 @@ class RunManager:
     async def _fail(self, run: Run, exc: Exception) -> None:
         error = classify(exc)
         log_failure(exc, error, run.run_id)
-        run.finish("error")
+        run.finish("error", error.code)
         payload = error.payload(run.run_id)
         changes = self._changes(
             run, error=payload, http_status=error.status, retry_after=error.retry_after

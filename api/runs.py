@@ -12,6 +12,7 @@ from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.runnables import RunnableConfig
 
+from api.metrics import OBSERVING, RequestObservation
 from api.run_log import RunStatus
 from chains import ModelInfo
 
@@ -69,6 +70,11 @@ class Run:
     thread_id: str | None = None
     chunks: int = 0
     stats: UsageCollector = field(default_factory=UsageCollector)
+    streamed: bool = True
+    """False for a run answered in one piece: its "first token" is its whole answer."""
+    error_code: str | None = None
+    observer: RequestObservation | None = field(default_factory=OBSERVING.get, repr=False)
+    """The metrics of the request that started the run (None outside a request)."""
 
     def config(self, base: RunnableConfig) -> RunnableConfig:
         """The LangChain config for this run: same run id in traces, our usage callback."""
@@ -116,9 +122,12 @@ class Run:
             "timings": self.timings(),
         }
 
-    def finish(self, status: RunStatus) -> None:
+    def finish(self, status: RunStatus, error_code: str | None = None) -> None:
         self.status = status
+        self.error_code = error_code
         self.ended_at = time.monotonic()
+        if self.observer is not None:
+            self.observer.metrics.observe_run(self, self.observer.key_id())
         t = self.timings()
         usage = self.usage() or {}
         fields = {

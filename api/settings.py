@@ -74,9 +74,13 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(
         64, ge=2, le=1000, validation_alias=_env("CHAINSERVE_MAX_JSON_DEPTH")
     )
+    max_input_tokens: int = Field(
+        32_000, ge=0, validation_alias=_env("CHAINSERVE_MAX_INPUT_TOKENS")
+    )
     langserve_playground: bool = Field(
         True, validation_alias=_env("CHAINSERVE_LANGSERVE_PLAYGROUND")
     )
+    metrics: bool = Field(True, validation_alias=_env("CHAINSERVE_METRICS"))
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, validation_alias=_env("CHAINSERVE_API_KEYS")
     )

@@ -1,5 +1,6 @@
 """Choose the durable stores from Settings: embedded by default, Redis when configured."""
 
+from api.limit_counts import LocalRequestRate, LocalStreamSlots, RequestRate, StreamSlots
 from api.run_log import RunLog
 from api.run_log_memory import MemoryRunLog
 from api.settings import Settings
@@ -28,3 +29,23 @@ def build_run_log(settings: Settings) -> RunLog:
             max_events=settings.run_max_events,
         )
     return MemoryRunLog(ttl=settings.run_ttl_seconds, max_events=settings.run_max_events)
+
+
+def build_limit_counts(settings: Settings) -> tuple[RequestRate | None, StreamSlots | None]:
+    """The per-caller counts, for the limits that are set: shared in Redis when it is
+    configured (every worker and replica enforces one budget), else in this process."""
+    per_minute, per_caller = settings.requests_per_minute, settings.max_streams_per_key
+    if settings.redis_url is None:
+        return (
+            LocalRequestRate(per_minute) if per_minute else None,
+            LocalStreamSlots(per_caller) if per_caller else None,
+        )
+    from redis.asyncio import Redis
+
+    from api.limit_counts_redis import RedisRequestRate, RedisStreamSlots
+
+    url = settings.redis_url.get_secret_value()
+    return (
+        RedisRequestRate(Redis.from_url(url), per_minute) if per_minute else None,
+        RedisStreamSlots(Redis.from_url(url), per_caller) if per_caller else None,
+    )

@@ -5,18 +5,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from api.auth import KEY_ID
 from api.deps import ChainsDep
+from api.error_responses import REFUSALS, error_responses
+from api.request_state import KEY_ID
 from api.stream_tokens import StreamTokens
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix="/auth", tags=["auth"], responses=error_responses(*REFUSALS))
 
 
 class StreamTokenRequest(BaseModel):
     chain: Annotated[str, Field(description="The chain whose GET stream route the token opens.")]
 
 
-@router.post("/stream-token")
+@router.post("/stream-token", responses=error_responses(404))
 async def issue_stream_token(
     body: StreamTokenRequest, request: Request, chains: ChainsDep
 ) -> dict[str, Any]:

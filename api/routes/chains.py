@@ -8,7 +8,10 @@ from fastapi.responses import JSONResponse, Response
 
 from api.deps import ChainDep, ChainsDep, ModelInfoDep, RunsDep, SettingsDep, ThreadsDep
 from api.encoding import to_jsonable
+from api.error_responses import REFUSALS, RUN_FAILURES, error_responses
 from api.event_stream import RunEventStream
+from api.input_limit import RESPONSES as INPUT_LIMIT_RESPONSES
+from api.input_limit import check_run_input
 from api.run_calls import Failed, invoke, start_stream
 from api.run_request import (
     OnDisconnect,
@@ -20,16 +23,19 @@ from api.run_request import (
 )
 from chains import RegisteredChain
 
-router = APIRouter(prefix="/chains", tags=["chains"])
+router = APIRouter(prefix="/chains", tags=["chains"], responses=error_responses(*REFUSALS))
 
 # Documented by hand: naming an EventSourceResponse subclass as `response_class` would make
-# FastAPI treat the handler as a generator endpoint.
+# FastAPI treat the handler as a generator endpoint. Stream routes name plain `Response`
+# instead, so the schema does not also offer the default JSON for their 200.
 SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "`metadata`, `data`*, then `end` or `error` events.",
         "content": {"text/event-stream": {}},
     }
 }
+RUN_RESPONSES = {**error_responses(*RUN_FAILURES), **INPUT_LIMIT_RESPONSES}
+STREAM_RESPONSES = {**RUN_RESPONSES, **SSE_RESPONSE}
 
 
 def _options(annotation: Any) -> list[Any] | None:
@@ -69,7 +75,7 @@ async def list_chains(chains: ChainsDep) -> dict[str, Any]:
     return {"chains": [_describe(chain) for chain in chains.values()]}
 
 
-@router.post("/{name}/stream", responses=SSE_RESPONSE)
+@router.post("/{name}/stream", response_class=Response, responses=STREAM_RESPONSES)
 async def stream_chain(
     body: RunRequest,
     chain: ChainDep,
@@ -81,10 +87,15 @@ async def stream_chain(
     """Stream a chain's output as Server-Sent Events."""
     prepared = prepare_run(chain, body.input, with_thread(body.config, body.thread_id), model)
     await check_thread(threads, prepared.config)
+    await check_run_input(settings, chain, prepared)
     return await start_stream(runs, settings, chain, prepared, body.on_disconnect)
 
 
-@router.get("/{name}/stream", responses=SSE_RESPONSE)
+@router.get(
+    "/{name}/stream",
+    response_class=Response,
+    responses={**STREAM_RESPONSES, 204: {"description": "Sent a Last-Event-ID: rejoin the run."}},
+)
 async def stream_chain_from_query(
     request: Request,
     chain: ChainDep,
@@ -99,19 +110,26 @@ async def stream_chain_from_query(
         # An EventSource reconnecting here would start the run over (and pay for it twice).
         # 204 tells it to stop; the client resumes with GET /runs/{run_id}/stream instead.
         return Response(status_code=204)
-    raw_input, raw_config = input_from_query(chain, request.query_params)
+    raw_input, raw_config = input_from_query(chain, request.query_params, settings.max_json_depth)
     prepared = prepare_run(chain, raw_input, raw_config, model, where=("query",))
     await check_thread(threads, prepared.config)
+    await check_run_input(settings, chain, prepared)
     return await start_stream(runs, settings, chain, prepared, on_disconnect)
 
 
-@router.post("/{name}/invoke")
+@router.post("/{name}/invoke", responses=RUN_RESPONSES)
 async def invoke_chain(
-    request: Request, body: RunRequest, chain: ChainDep, model: ModelInfoDep, threads: ThreadsDep
+    request: Request,
+    body: RunRequest,
+    chain: ChainDep,
+    settings: SettingsDep,
+    model: ModelInfoDep,
+    threads: ThreadsDep,
 ) -> Response:
     """Run a chain to completion and return its whole output."""
     prepared = prepare_run(chain, body.input, with_thread(body.config, body.thread_id), model)
     await check_thread(threads, prepared.config)
+    await check_run_input(settings, chain, prepared)
     run = prepared.run
     headers = {"X-Run-Id": run.run_id}
     result = await invoke(request.receive, chain, prepared, body.on_disconnect)

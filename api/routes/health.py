@@ -5,9 +5,11 @@ from typing import Any
 from fastapi import APIRouter
 
 from api.deps import ChainsDep, ModelInfoDep
+from api.error_responses import error_responses
 from api.version import VERSION
 
-router = APIRouter(tags=["health"])
+# No API key or limit applies here; the body guard does (any request may carry a body).
+router = APIRouter(tags=["health"], responses=error_responses(400, 413))
 
 
 @router.get("/health")

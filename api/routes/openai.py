@@ -8,6 +8,9 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ChainsDep, ModelInfoDep, RunsDep, SettingsDep, ThreadsDep
+from api.error_responses import REFUSALS, RUN_FAILURES, error_responses
+from api.input_limit import OPENAI_RESPONSES as INPUT_LIMIT_RESPONSES
+from api.input_limit import check_run_input
 from api.openai_errors import OpenAIRequestError
 from api.protocols.openai_chat import OpenAIChatProtocol, openai_error, openai_usage, text_of
 from api.run_calls import Failed, invoke, start_stream
@@ -16,7 +19,7 @@ from chains import RegisteredChain
 from chains.messages import coerce_message
 from chains.registry import input_from_messages
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+router = APIRouter(prefix="/v1", tags=["openai"], responses=error_responses(*REFUSALS, openai=True))
 
 IGNORED = frozenset(
     {
@@ -109,7 +112,18 @@ async def list_models(chains: ChainsDep) -> dict[str, Any]:
     return {"object": "list", "data": data}
 
 
-@router.post("/chat/completions")
+@router.post(
+    "/chat/completions",
+    responses={
+        **error_responses(*RUN_FAILURES, openai=True),
+        **INPUT_LIMIT_RESPONSES,
+        200: {
+            "description": "A chat completion, or with `stream: true` its chunks as Server-Sent "
+            "Events ending in `data: [DONE]`.",
+            "content": {"text/event-stream": {}},
+        },
+    },
+)
 async def create_chat_completion(
     request: Request,
     body: ChatCompletionRequest,
@@ -127,6 +141,7 @@ async def create_chat_completion(
         raise OpenAIRequestError(404, message, "model", code="model_not_found")
     prepared = prepare_run(chain, _chain_input(chain, body.messages), _config(chain, body), model)
     await check_thread(threads, prepared.config)
+    await check_run_input(settings, chain, prepared)
     created, completion_id = int(time.time()), f"chatcmpl-{prepared.run.run_id}"
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)

@@ -5,12 +5,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Response
 
 from api.deps import RunsDep, SettingsDep
+from api.error_responses import REFUSALS, error_responses
 from api.event_stream import RunEventStream
 from api.routes.chains import SSE_RESPONSE
 from api.run_log import RunGone, RunRecord
 from api.run_manager import RunManager
 
-router = APIRouter(prefix="/runs", tags=["runs"])
+router = APIRouter(prefix="/runs", tags=["runs"], responses=error_responses(*REFUSALS))
 
 RunId = Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,64}$", description="Run id (X-Run-Id).")]
 
@@ -34,13 +35,21 @@ def _resume_point(header: str | None, query: int | None) -> int:
         ) from None
 
 
-@router.get("/{run_id}")
+@router.get("/{run_id}", responses=error_responses(404))
 async def get_run(run_id: RunId, runs: RunsDep) -> dict[str, Any]:
     """Report a run's status, output so far, usage and timings."""
     return (await _record(runs, run_id)).public()
 
 
-@router.get("/{run_id}/stream", responses={**SSE_RESPONSE, 204: {"description": "Nothing left."}})
+@router.get(
+    "/{run_id}/stream",
+    response_class=Response,
+    responses={
+        **SSE_RESPONSE,
+        204: {"description": "Nothing left."},
+        **error_responses(400, 404, 410, 503),
+    },
+)
 async def join_run(
     run_id: RunId,
     runs: RunsDep,
@@ -70,7 +79,7 @@ async def join_run(
     )
 
 
-@router.post("/{run_id}/cancel")
+@router.post("/{run_id}/cancel", responses=error_responses(404, 409))
 async def cancel_run(run_id: RunId, runs: RunsDep) -> dict[str, Any]:
     """Cancel a running run (on whichever worker runs it); partial output and usage are kept."""
     record = await _record(runs, run_id)

@@ -8,9 +8,10 @@ from pydantic import BaseModel, Field
 
 from api.deps import ThreadsDep
 from api.encoding import to_jsonable
+from api.error_responses import REFUSALS, error_responses
 from chains.history import ThreadInfo, ThreadStore
 
-router = APIRouter(prefix="/threads", tags=["threads"])
+router = APIRouter(prefix="/threads", tags=["threads"], responses=error_responses(*REFUSALS))
 
 ThreadId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Thread id.")]
 
@@ -53,7 +54,7 @@ async def create_thread(
     return _describe(info)
 
 
-@router.get("/{thread_id}")
+@router.get("/{thread_id}", responses=error_responses(404))
 async def get_thread(thread_id: ThreadId, threads: ThreadsDep) -> dict[str, Any]:
     """Return a thread and its messages, oldest first."""
     info = await require_thread(threads, thread_id)
@@ -61,7 +62,7 @@ async def get_thread(thread_id: ThreadId, threads: ThreadsDep) -> dict[str, Any]
     return {**_describe(info), "messages": [_wire(m) for m in messages]}
 
 
-@router.delete("/{thread_id}", status_code=204)
+@router.delete("/{thread_id}", status_code=204, responses=error_responses(404))
 async def delete_thread(thread_id: ThreadId, threads: ThreadsDep) -> Response:
     """Delete a thread and its messages."""
     if not await threads.delete(thread_id):

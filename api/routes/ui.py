@@ -2,21 +2,23 @@
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from fastapi.exceptions import RequestValidationError
 from langchain_core.messages import BaseMessage
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ChainDep, ModelInfoDep, RunsDep, SettingsDep, ThreadsDep
+from api.error_responses import REFUSALS, error_responses
 from api.event_stream import RunEventStream
+from api.input_limit import check_run_input
 from api.protocols.ui_message import UIMessageProtocol
-from api.routes.chains import SSE_RESPONSE
+from api.routes.chains import STREAM_RESPONSES
 from api.run_calls import start_stream
 from api.run_request import OnDisconnect, check_thread, prepare_run, with_thread
 from chains.messages import coerce_message
 from chains.registry import input_from_messages
 
-router = APIRouter(prefix="/chains", tags=["ai-sdk"])
+router = APIRouter(prefix="/chains", tags=["ai-sdk"], responses=error_responses(*REFUSALS))
 
 
 class UIMessage(BaseModel):
@@ -50,7 +52,7 @@ def _as_langchain(messages: list[UIMessage]) -> list[BaseMessage]:
     return converted
 
 
-@router.post("/{name}/ui", responses=SSE_RESPONSE)
+@router.post("/{name}/ui", response_class=Response, responses=STREAM_RESPONSES)
 async def stream_ui_messages(
     body: UIChatRequest,
     chain: ChainDep,
@@ -67,6 +69,7 @@ async def stream_ui_messages(
         raise RequestValidationError([error]) from None
     prepared = prepare_run(chain, chain_input, with_thread(body.config, body.thread_id), model)
     await check_thread(threads, prepared.config)
+    await check_run_input(settings, chain, prepared)
     return await start_stream(
         runs, settings, chain, prepared, body.on_disconnect, UIMessageProtocol()
     )

@@ -164,3 +164,57 @@ async def test_config_in_the_playground_url_hash_obeys_the_allow_list(
     sent = upstream.last_request.json
     assert sent is not None
     assert "five-year-old" in sent["messages"][0]["content"]
+
+
+@pytest.mark.parametrize("endpoint", ["invoke", "batch", "stream", "stream_log", "stream_events"])
+async def test_malformed_json_on_langserve_is_422_not_500(
+    offline_server: LiveServer, endpoint: str
+) -> None:
+    """LangServe's own answer is an error list holding a bare string, which crashed the handler."""
+    async with httpx.AsyncClient(base_url=offline_server.url, timeout=10) as client:
+        response = await client.post(
+            f"/langserve/chat/{endpoint}",
+            content=b'{"input": ',
+            headers={"content-type": "application/json"},
+        )
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert error["details"][0]["type"] == "json_invalid"
+
+
+@pytest.mark.parametrize("config_hash", ["0", "A", "~~~"])
+@pytest.mark.parametrize("endpoint", ["invoke", "input_schema"])
+async def test_an_undecodable_config_hash_is_400_not_500(
+    offline_server: LiveServer, config_hash: str, endpoint: str
+) -> None:
+    """LangServe's decoder raises whatever it trips over (UnboundLocalError on "0")."""
+    async with httpx.AsyncClient(base_url=offline_server.url, timeout=10) as client:
+        path = f"/langserve/explain/c/{config_hash}/{endpoint}"
+        if endpoint == "invoke":
+            response = await client.post(path, json={"input": {"topic": "x"}})
+        else:
+            response = await client.get(path)
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "Invalid config hash"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body", "loc"),
+    [
+        ("invoke", {"input": {"topic": "x"}, "config": None}, ["body", "config"]),
+        ("stream", {"input": {"topic": "x"}, "config": None}, ["body", "config"]),
+        ("stream_events", {"input": {"topic": "x"}, "config": None}, ["body", "config"]),
+        ("batch", {"inputs": True}, ["body", "inputs"]),
+        ("batch", {"inputs": 1.5}, ["body", "inputs"]),
+        ("batch", {"inputs": None}, ["body", "inputs"]),
+    ],
+)
+async def test_a_null_config_or_batch_inputs_not_a_list_is_422_not_500(
+    offline_server: LiveServer, endpoint: str, body: object, loc: list[str]
+) -> None:
+    """LangServe 0.3.3 takes both on trust, then fails with a TypeError."""
+    async with httpx.AsyncClient(base_url=offline_server.url, timeout=10) as client:
+        response = await client.post(f"/langserve/explain/{endpoint}", json=body)
+    assert response.status_code == 422
+    assert response.json()["error"]["details"][0]["loc"] == loc

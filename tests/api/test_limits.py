@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from api.limits import RequestRate, StreamSlots
+from api.limit_counts import LocalRequestRate, LocalStreamSlots
 from api.settings import Settings
 from tests.api.streaming import chat_input
 from tests.conftest import ServerFactory, offline_settings, upstream_settings
@@ -131,30 +131,35 @@ async def test_openai_streaming_completions_take_a_slot_and_plain_ones_do_not(
     assert plain.status_code == 200
 
 
-def test_the_bucket_refills_at_the_configured_rate() -> None:
+@pytest.mark.asyncio
+async def test_the_bucket_refills_at_the_configured_rate() -> None:
     now = [0.0]
-    rate = RequestRate(60, clock=lambda: now[0])
-    assert all(rate.take("k") is None for _ in range(60))  # a full minute's burst
-    wait = rate.take("k")
+    rate = LocalRequestRate(60, clock=lambda: now[0])
+    assert [await rate.take("k") for _ in range(60)] == [None] * 60  # a full minute's burst
+    wait = await rate.take("k")
     assert wait == pytest.approx(1.0)
     now[0] += 0.5
-    assert rate.take("k") == pytest.approx(0.5)
+    assert await rate.take("k") == pytest.approx(0.5)
     now[0] += 0.5
-    assert rate.take("k") is None
-    assert rate.take("other") is None
+    assert await rate.take("k") is None
+    assert await rate.take("other") is None
 
 
-def test_slots_count_per_caller_and_free_on_release() -> None:
-    slots = StreamSlots(2)
-    assert slots.acquire("a")
-    assert slots.acquire("a")
-    assert not slots.acquire("a")
-    assert slots.acquire("b")
-    slots.release("a")
+@pytest.mark.asyncio
+async def test_slots_count_per_caller_and_free_on_release() -> None:
+    slots = LocalStreamSlots(2)
+    first, second = await slots.acquire("a"), await slots.acquire("a")
+    assert first is not None
+    assert second is not None
+    assert first != second
+    assert await slots.acquire("a") is None
+    assert await slots.acquire("b")
+    await slots.release("a", first)
     assert slots.open("a") == 1
-    assert slots.acquire("a")
-    slots.release("a")
-    slots.release("a")
+    third = await slots.acquire("a")
+    assert third
+    await slots.release("a", second)
+    await slots.release("a", third)
     assert slots.open("a") == 0
 
 

@@ -230,3 +230,77 @@ async def test_a_body_on_a_get_route_is_held_to_the_limit_too(
             "GET", "/langserve/explain/playground/index.html", content=b"x" * 10_000
         )
     assert response.status_code == 413
+
+
+# One route of each family, with a valid body to plant a hazard in.
+FAMILIES = [
+    ("/chains/chat/stream", {"input": {"messages": [{"role": "user", "content": "HAZARD"}]}}),
+    ("/chains/chat/invoke", {"input": {"messages": [{"role": "user", "content": "HAZARD"}]}}),
+    (
+        "/v1/chat/completions",
+        {"model": "chat", "messages": [{"role": "user", "content": "HAZARD"}]},
+    ),
+    ("/langserve/chat/invoke", {"input": {"messages": [{"role": "user", "content": "HAZARD"}]}}),
+    ("/langserve/chat/stream", {"input": {"messages": [{"role": "user", "content": "HAZARD"}]}}),
+    ("/threads", {"metadata": {"HAZARD": "HAZARD"}}),
+]
+
+
+def _planted(body: object, hazard: bytes) -> bytes:
+    return json.dumps(body).encode().replace(b'"HAZARD"', hazard)
+
+
+@pytest.mark.parametrize(("path", "body"), FAMILIES, ids=[path for path, _ in FAMILIES])
+async def test_a_lone_surrogate_escape_is_400_on_every_route_family(
+    offline_server: LiveServer, path: str, body: object
+) -> None:
+    """It parsed into a string no response could encode: a 500, or a stream cut off mid-way."""
+    response = await _post(offline_server, path, content=_planted(body, b'"\\ud800"'), headers=JSON)
+    assert response.status_code == 400
+    assert "surrogate" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(("path", "body"), FAMILIES, ids=[path for path, _ in FAMILIES])
+async def test_an_integer_too_long_to_parse_is_400_on_every_route_family(
+    offline_server: LiveServer, path: str, body: object
+) -> None:
+    """It was a 400 coded `invalid_config` on the native routes, and a 500 on LangServe's."""
+    hazard = b"1" + b"0" * 5000
+    response = await _post(offline_server, path, content=_planted(body, hazard), headers=JSON)
+    assert response.status_code == 400
+    assert "integer longer than" in response.json()["error"]["message"]
+
+
+async def test_surrogate_pairs_and_long_floats_are_served(offline_server: LiveServer) -> None:
+    content = '"\\ud83d\\ude00 ' + "1." + "5" * 5000 + '"'
+    body = {"input": {"messages": [{"role": "user", "content": "HAZARD"}]}}
+    response = await _post(
+        offline_server,
+        "/chains/chat/invoke",
+        content=_planted(body, content.encode()),
+        headers=JSON,
+    )
+    assert response.status_code == 200
+    assert "😀" in response.json()["output"]
+
+
+@pytest.mark.parametrize(
+    ("param", "value", "message"),
+    [
+        ("input", "[" * 2000, "nested deeper than 64 levels"),
+        ("config", "[" * 2000, "nested deeper than 64 levels"),
+        ("input", "1" * 5000, "integer longer than"),
+        ("config", '{"tags": ["\\udc00"]}', "surrogate"),
+    ],
+    ids=["deep-input", "deep-config", "long-integer", "lone-surrogate"],
+)
+async def test_json_in_a_get_stream_query_gets_the_body_checks(
+    offline_server: LiveServer, param: str, value: str, message: str
+) -> None:
+    """`json.loads` raised RecursionError or ValueError on these: a 500."""
+    async with httpx.AsyncClient(base_url=offline_server.url, timeout=10) as client:
+        response = await client.get("/chains/explain/stream", params={"topic": "x", param: value})
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["details"][0]["loc"] == ["query", param]
+    assert message in error["message"]

@@ -181,8 +181,12 @@ class MockUpstream:
 
     def __init__(self) -> None:
         self.default_script = Script()
+        self.script_for: Callable[[Any], Script | None] | None = None
+        """Picks a request's script from its JSON body (before the queue); None falls through."""
         self._queue: collections.deque[Script] = collections.deque()
         self._requests: list[RecordedRequest] = []
+        self._open: dict[int, RecordedRequest | None] = {}
+        self._conns: dict[int, _Conn] = {}  # touched only on the mock's loop
         self._cond = threading.Condition()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
@@ -257,6 +261,7 @@ class MockUpstream:
             self._queue.clear()
             self._requests.clear()
             self.default_script = Script()
+            self.script_for = None
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._release.clear)
 
@@ -264,6 +269,24 @@ class MockUpstream:
     def requests(self) -> list[RecordedRequest]:
         with self._cond:
             return list(self._requests)
+
+    def open_connections(self) -> dict[int, RecordedRequest | None]:
+        """Each connection still open, by id: the request it is answering, or None when idle
+        (waiting for a keep-alive client's next request)."""
+        with self._cond:
+            return dict(self._open)
+
+    def close_idle(self) -> None:
+        """Close every connection waiting for its client's next request, as a server does when
+        its keep-alive timeout passes. Thread-safe; the closes happen soon after, on the loop."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._close_idle)
+
+    def _close_idle(self) -> None:
+        with self._cond:
+            idle = [ident for ident, rec in self._open.items() if rec is None]
+        for ident in idle:
+            self._conns[ident].writer.close()
 
     @property
     def last_request(self) -> RecordedRequest:
@@ -329,6 +352,10 @@ class MockUpstream:
         ]
         return f"mock upstream: no {what} within {timeout}s; requests so far: {seen}"
 
+    def _set_open(self, ident: int, rec: RecordedRequest | None) -> None:
+        with self._cond:
+            self._open[ident] = rec
+
     def _update(self, rec: RecordedRequest, **changes: Any) -> None:
         with self._cond:
             for name, value in changes.items():
@@ -341,6 +368,8 @@ class MockUpstream:
         assert task is not None
         self._tasks.add(task)
         conn = _Conn(reader, writer, next(self._ids))
+        self._set_open(conn.ident, None)
+        self._conns[conn.ident] = conn
         try:
             with contextlib.suppress(asyncio.CancelledError):
                 while (request := await conn.read_request()) is not None:
@@ -348,6 +377,9 @@ class MockUpstream:
                         break
         finally:
             self._tasks.discard(task)
+            with self._cond:
+                del self._open[conn.ident]
+            del self._conns[conn.ident]
             writer.close()
             with contextlib.suppress(OSError, asyncio.CancelledError):
                 await writer.wait_closed()
@@ -361,6 +393,7 @@ class MockUpstream:
         )
         with self._cond:
             self._requests.append(rec)
+            self._open[conn.ident] = rec
             self._cond.notify_all()
         watcher = asyncio.create_task(conn.watch())
         try:
@@ -368,14 +401,16 @@ class MockUpstream:
         finally:
             watcher.cancel()
             await asyncio.wait({watcher})
-        if conn.gone_at is not None and not rec.completed:
-            self._update(rec, disconnected_at=conn.gone_at)
+            if conn.gone_at is not None and not rec.completed:
+                self._update(rec, disconnected_at=conn.gone_at)
+            self._set_open(conn.ident, None)
         return rec.completed and headers.get("connection", "").lower() != "close"
 
     async def _route(self, conn: _Conn, rec: RecordedRequest) -> None:
         if (rec.method, rec.path) == ("POST", "/v1/chat/completions"):
+            chosen = self.script_for(rec.json) if self.script_for is not None else None
             with self._cond:
-                script = self._queue.popleft() if self._queue else self.default_script
+                script = chosen or (self._queue.popleft() if self._queue else self.default_script)
             await self._chat(conn, rec, script)
         elif (rec.method, rec.path) == ("GET", "/v1/models"):
             model = {"id": _MODEL, "object": "model", "created": 0, "owned_by": "mock-upstream"}

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -24,12 +25,15 @@ def free_port() -> int:
 class ServerProcess:
     """Runs the CLI with a clean environment (no OPENAI_*/CHAINSERVE_* leaking in) plus `env`."""
 
-    def __init__(self, cwd: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, cwd: Path, env: dict[str, str] | None = None, args: Sequence[str] = ()
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         base = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CHAINSERVE_"))}
         self._env = {**base, "PYTHONPATH": str(ROOT), **(env or {})}
         self._cwd = cwd
+        self._args = list(args)
         self._process: subprocess.Popen[str] | None = None
         self.output = ""
 
@@ -43,6 +47,7 @@ class ServerProcess:
             "127.0.0.1",
             "--port",
             str(self.port),
+            *self._args,
         ]
         self._process = subprocess.Popen(
             command,

@@ -18,7 +18,7 @@ from langchain_core.messages import AIMessageChunk, HumanMessage
 from langchain_openai import ChatOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
-from .mock_upstream import MockUpstream, Script
+from .mock_upstream import MockUpstream, RecordedRequest, Script
 
 USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "say hello to the world"}]
 
@@ -315,3 +315,70 @@ def test_stop_does_not_hang_on_a_held_stream() -> None:
     assert not worker.is_alive()
     assert [type(e) for e in errors] == [httpx.RemoteProtocolError]
     assert set(threading.enumerate()) <= threads_before
+
+
+async def _open_connections_become(
+    mock: MockUpstream, expected: dict[int, RecordedRequest | None]
+) -> None:
+    """The mock updates its books just after its last write: poll briefly, don't race it."""
+    for _ in range(100):
+        if mock.open_connections() == expected:
+            return
+        await asyncio.sleep(0.01)
+    assert mock.open_connections() == expected
+
+
+@pytest.mark.asyncio
+async def test_open_connections_tell_in_flight_from_idle_keep_alive(mock: MockUpstream) -> None:
+    mock.enqueue(Script(chunks=["a"]), Script(hold_after=0))
+    body = {"model": "m", "messages": USER, "stream": True}
+    async with httpx.AsyncClient(base_url=mock.base_url, timeout=5) as client:
+        await client.post("/chat/completions", json=body)
+        first = mock.last_request
+        await _open_connections_become(mock, {first.connection_id: None})  # kept alive, idle
+        async with client.stream("POST", "/chat/completions", json=body) as response:
+            await anext(response.aiter_raw())
+            held = mock.last_request
+            assert held.connection_id == first.connection_id
+            assert mock.open_connections() == {held.connection_id: held}
+        await mock.wait_for_disconnect_async(timeout=1.0)  # closed mid-body: not reusable
+    await _open_connections_become(mock, {})
+
+
+@pytest.mark.asyncio
+async def test_close_idle_closes_kept_alive_connections_but_not_busy_ones(
+    mock: MockUpstream,
+) -> None:
+    mock.enqueue(Script(chunks=["a"]), Script(hold_after=0))
+    body = {"model": "m", "messages": USER, "stream": True}
+    async with (
+        httpx.AsyncClient(base_url=mock.base_url, timeout=5) as idle,
+        httpx.AsyncClient(base_url=mock.base_url, timeout=5) as busy,
+    ):
+        await idle.post("/chat/completions", json=body)
+        async with busy.stream("POST", "/chat/completions", json=body) as response:
+            chunks = response.aiter_raw()
+            await anext(chunks)
+            held = mock.last_request
+            await _open_connections_become(
+                mock, {mock.requests[0].connection_id: None, held.connection_id: held}
+            )
+            mock.close_idle()
+            await _open_connections_become(mock, {held.connection_id: held})
+            mock.release()
+            assert b"[DONE]" in b"".join([chunk async for chunk in chunks])
+
+
+def test_script_for_picks_a_script_from_the_body_before_the_queue(mock: MockUpstream) -> None:
+    mock.enqueue(Script(chunks=["queued"]))
+    mock.script_for = lambda body: Script(chunks=["picked"]) if "pick" in str(body) else None
+    with httpx.Client(base_url=mock.base_url) as client:
+
+        def ask(text: str) -> str:
+            body = {"model": "m", "messages": [{"role": "user", "content": text}]}
+            reply = client.post("/chat/completions", json=body).json()
+            return str(reply["choices"][0]["message"]["content"])
+
+        assert [ask("pick me"), ask("other"), ask("other")] == ["picked", "queued", "Hello, world!"]
+    mock.reset()
+    assert mock.script_for is None
