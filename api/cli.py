@@ -52,15 +52,15 @@ def shared_metrics_dir(workers: int) -> Iterator[str | None]:
 
     One the operator names in PROMETHEUS_MULTIPROC_DIR is emptied of old values first, as
     prometheus_client requires; otherwise a fresh one is made and removed on exit."""
-    if workers <= 1:
-        yield None
-        return
     chosen = os.environ.get(MULTIPROC_ENV)
-    if chosen:
+    if chosen:  # with one worker too: a restarted process may reuse an old file's pid
         Path(chosen).mkdir(parents=True, exist_ok=True)
         for stale in Path(chosen).glob("*.db"):
             stale.unlink()
         yield chosen
+        return
+    if workers <= 1:
+        yield None
         return
     with tempfile.TemporaryDirectory(prefix="chainserve-metrics-") as made:
         os.environ[MULTIPROC_ENV] = made  # inherited by the workers uvicorn starts

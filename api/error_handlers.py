@@ -10,9 +10,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from api.errors import ErrorCode
+from api.errors import UPSTREAM_ERRORS, ErrorCode, classify
 from api.input_limit import InputTooLargeError, input_too_large_response
 from api.openai_errors import OpenAIRequestError, is_openai_path, openai_response
+from api.protocols.openai_chat import openai_error
 from api.request_state import note_error
 
 logger = logging.getLogger("chainserve.errors")
@@ -66,6 +67,17 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(_body("internal_error", "internal server error"), 500)
 
 
+async def _upstream_failure(request: Request, exc: Exception) -> JSONResponse:
+    """A provider failure that escaped a chain run by LangServe: the typed error our own
+    routes would send (a 502 `upstream_error`, not a 500). Not counted here: the run's own
+    book-keeping (api/callback_runs.py) counts it."""
+    error = classify(exc)
+    logger.warning("%s %s failed: %s", request.method, request.url.path, error.code)
+    if is_openai_path(request.url.path):
+        return JSONResponse(openai_error(error.status, error.code, error.message), error.status)
+    return JSONResponse({"error": error.payload()}, error.status, headers=error.headers())
+
+
 async def _openai_error(request: Request, exc: Exception) -> JSONResponse:
     return openai_response(request, exc)
 
@@ -79,7 +91,9 @@ def _counted(handler: Handler) -> Handler:
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         response = await handler(request, exc)
         error = json.loads(bytes(response.body)).get("error") or {}
-        note_error(request.scope, error.get("code") or error.get("type") or "http_error")
+        # OpenAI's shape may carry no code (a 405, say): name it as the other routes do.
+        code = error.get("code") or _CODES.get(response.status_code) or "http_error"
+        note_error(request.scope, code)
         return response
 
     return handle
@@ -90,4 +104,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InputTooLargeError, _counted(input_too_large_response))
     app.add_exception_handler(RequestValidationError, _counted(_validation_error))
     app.add_exception_handler(HTTPException, _counted(_http_error))
+    for upstream_error in UPSTREAM_ERRORS:
+        app.add_exception_handler(upstream_error, _upstream_failure)
     app.add_exception_handler(Exception, _counted(_unexpected))

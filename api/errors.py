@@ -17,6 +17,8 @@ logger = logging.getLogger("chainserve.errors")
 _CONNECT_ERRORS = (httpx.ConnectError, httpx2.ConnectError, UpstreamConnectError)
 _TIMEOUTS = (httpx.TimeoutException, httpx2.TimeoutException)
 _TRANSPORT_ERRORS = (httpx.TransportError, httpx2.TransportError)
+UPSTREAM_ERRORS = (openai.APIError, UpstreamConnectError, *_TRANSPORT_ERRORS)
+"""What a chain raises when the model provider fails: `classify` names each."""
 
 ErrorCode = Literal[
     "invalid_request",

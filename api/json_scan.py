@@ -16,10 +16,12 @@ int conversion; 4300 is Python's default should the process have turned it off).
 # backslash included): every match succeeds where it starts, so the scan stays linear. Made
 # to fail on an unterminated string, it restarted at every quote: a body of escaped quotes
 # took quadratic time on the event loop (48 KB stalled every stream for seconds). A run of
-# digits is only tried where it starts (the look-behind), so a long run is read once too; a
-# fraction or an exponent (after `.`, `e`, `+`) is a float, which has no digit limit.
+# digits is only tried where it starts (the look-behind), so a long run is read once too. Only
+# an integer counts: digits in a fraction or an exponent (after `.`, `e`, `e+`, `e-`) or
+# before them (the look-ahead) make a float, which json parses with no digit limit.
 _TOKENS = re.compile(
-    rb'"(?:[^"\\]+|\\.|\\\Z)*(?:"|\Z)|[\[\]{}]|(?<![0-9.eE+])[0-9]{%d,}' % (MAX_INT_DIGITS + 1),
+    rb'"(?:[^"\\]+|\\.|\\\Z)*(?:"|\Z)|[\[\]{}]|(?<![0-9.eE+-])-?[0-9]{%d,}(?![0-9.eE])'
+    % (MAX_INT_DIGITS + 1),
     re.DOTALL,
 )
 # Half a UTF-16 surrogate pair, as JSON escapes: a high surrogate not followed by a low one,
@@ -56,7 +58,7 @@ def json_problem(body: bytes, max_depth: int) -> str | None:
                 return f"request JSON is nested deeper than {max_depth} levels"
         elif token in (b"]", b"}"):
             depth -= 1
-        elif token[:1].isdigit():
+        elif token[:1] in b"-0123456789":
             return f"request JSON has an integer longer than {MAX_INT_DIGITS} digits"
     if b"\\u" in body and has_lone_surrogate(body):
         return "request JSON has an unpaired UTF-16 surrogate escape (\\ud800-\\udfff)"

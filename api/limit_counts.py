@@ -47,11 +47,13 @@ class LocalRequestRate:
 
     async def take(self, caller: str) -> float | None:
         now = self._clock()
-        bucket = self._buckets.get(caller)
+        # Kept in order of last use (popped and put back at the end), so the buckets that
+        # have waited longest, the likeliest to have refilled, are at the front.
+        bucket = self._buckets.pop(caller, None)
         if bucket is None:
-            if len(self._buckets) > 10_000:
-                self._forget_full(now)
-            bucket = self._buckets[caller] = _Bucket(float(self.per_minute), now)
+            bucket = _Bucket(float(self.per_minute), now)
+            self._forget_refilled(now)
+        self._buckets[caller] = bucket
         bucket.tokens = min(self.per_minute, bucket.tokens + (now - bucket.updated) * self._rate)
         bucket.updated = now
         if bucket.tokens >= 1:
@@ -59,11 +61,17 @@ class LocalRequestRate:
             return None
         return (1 - bucket.tokens) / self._rate
 
-    def _forget_full(self, now: float) -> None:
-        # A bucket that has refilled is the same as no bucket: drop those.
-        for caller, bucket in list(self._buckets.items()):
-            if bucket.tokens + (now - bucket.updated) * self._rate >= self.per_minute:
-                del self._buckets[caller]
+    def _forget_refilled(self, now: float) -> None:
+        """Drop buckets that have refilled (the same as no bucket) from the front: a few for
+        each new caller, so many callers (addresses, without keys) cost no scans."""
+        for _ in range(2):
+            oldest = next(iter(self._buckets), None)
+            if oldest is None:
+                return
+            bucket = self._buckets[oldest]
+            if bucket.tokens + (now - bucket.updated) * self._rate < self.per_minute:
+                return
+            del self._buckets[oldest]
 
     async def aclose(self) -> None:
         pass

@@ -16,6 +16,7 @@ import json
 import math
 import re
 from collections.abc import Callable
+from functools import partial
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -30,6 +31,7 @@ _STREAM_PATHS = re.compile(
     r"^/(?:chains/[^/]+/(?:stream|ui)|runs/[^/]+/stream"
     r"|langserve/[^/]+(?:/c/[^/]+)?/(?:stream|stream_log|stream_events))\n?\Z"
 )
+_RUN_STREAM = re.compile(r"^/runs/([^/]+)/stream\n?\Z")
 _OPENAI_CHAT = re.compile(r"^/v1/chat/completions\n?\Z")
 _UNLIMITED = ("/health", "/metrics")
 """Probes and scrapes: cheap, and they must not eat a key's budget or be refused by it."""
@@ -68,16 +70,14 @@ _RELEASING: set[asyncio.Task[None]] = set()
 
 
 class _SlotHold:
-    """A stream slot held by the response and by the run it starts; freed when both are done."""
+    """A stream slot held by the response and by the run it starts; freed when all are done."""
 
     def __init__(self, slots: StreamSlots, caller: str, slot: str) -> None:
-        self._slots, self._caller, self._slot = slots, caller, slot
+        self._slots, self.caller, self._slot = slots, caller, slot
         self._holders = 1
 
-    def share(self) -> Callable[[], None]:
-        """Another holder (the run); call what this returns when it is done."""
+    def share(self) -> None:
         self._holders += 1
-        return self.drop
 
     def drop(self) -> None:
         self._holders -= 1
@@ -85,7 +85,7 @@ class _SlotHold:
             # From a task's done-callback, where nothing can be awaited. The task is kept so
             # it isn't collected half-way.
             task = asyncio.get_running_loop().create_task(
-                self._slots.release(self._caller, self._slot)
+                self._slots.release(self.caller, self._slot)
             )
             _RELEASING.add(task)
             task.add_done_callback(_RELEASING.discard)
@@ -93,7 +93,7 @@ class _SlotHold:
     async def adrop(self) -> None:
         self._holders -= 1
         if self._holders == 0:
-            await self._slots.release(self._caller, self._slot)
+            await self._slots.release(self.caller, self._slot)
 
 
 class LimitPerCaller:
@@ -101,6 +101,8 @@ class LimitPerCaller:
         self.app = app
         self.rate = rate
         self.slots = slots
+        self._runs: dict[str, _SlotHold] = {}
+        """The slot each running run holds, so its caller can rejoin it without another."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in _UNLIMITED:
@@ -116,18 +118,42 @@ class LimitPerCaller:
         if self.slots is None or not is_stream(scope):
             await self.app(scope, receive, send)
             return
-        slot = await self.slots.acquire(caller)
-        if slot is None:
-            message = f"this caller already has {self.slots.per_caller} open streams"
-            await _too_many(scope, send, "too_many_streams", message, 1.0)
-            return
-        hold = _SlotHold(self.slots, caller, slot)
-        token = HOLD_STREAM_SLOT.set(hold.share)
+        hold = self._rejoined(scope, caller)
+        if hold is None:
+            slot = await self.slots.acquire(caller)
+            if slot is None:
+                message = f"this caller already has {self.slots.per_caller} open streams"
+                await _too_many(scope, send, "too_many_streams", message, 1.0)
+                return
+            hold = _SlotHold(self.slots, caller, slot)
+        token = HOLD_STREAM_SLOT.set(partial(self._hold_for_run, hold))
         try:
             await self.app(scope, receive, send)
         finally:
             HOLD_STREAM_SLOT.reset(token)
             await hold.adrop()
+
+    def _rejoined(self, scope: Scope, caller: str) -> _SlotHold | None:
+        """The slot of the run this request joins, if its own caller started it and it runs:
+        a client reconnecting to its run (after a dropped connection, or on purpose with
+        `on_disconnect: "continue"`) needs no second slot. Runs on other workers aren't known
+        here; joining those takes a slot."""
+        match = _RUN_STREAM.match(scope["path"])
+        hold = self._runs.get(match.group(1)) if match else None
+        if hold is None or hold.caller != caller:
+            return None
+        hold.share()
+        return hold
+
+    def _hold_for_run(self, hold: _SlotHold, run_id: str) -> Callable[[], None]:
+        hold.share()
+        self._runs[run_id] = hold
+
+        def release() -> None:
+            self._runs.pop(run_id, None)
+            hold.drop()
+
+        return release
 
 
 async def _too_many(scope: Scope, send: Send, code: str, message: str, wait: float) -> None:

@@ -104,5 +104,8 @@ class CountRequests:
                 route_template(scope, self.templates), scope["method"], label
             ).inc()
             code = scope.get("state", {}).get(ERROR_CODE)
+            if code is None and failed and not status:
+                # Unhandled: Starlette's outermost handler answers (and notes it) after us.
+                code = "internal_error"
             if code:
                 self.metrics.errors.labels(code).inc()

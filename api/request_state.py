@@ -20,8 +20,8 @@ def note_error(scope: Scope, code: str) -> None:
     scope.setdefault("state", {})[ERROR_CODE] = code
 
 
-HOLD_STREAM_SLOT: contextvars.ContextVar[Callable[[], Callable[[], None]] | None] = (
+HOLD_STREAM_SLOT: contextvars.ContextVar[Callable[[str], Callable[[], None]] | None] = (
     contextvars.ContextVar("chainserve_hold_stream_slot", default=None)
 )
-"""Set while a limited stream request is served: a run it starts calls it to hold the caller's
-stream slot too, and calls what it returns when the run ends."""
+"""Set while a limited stream request is served: a run it starts calls it with its run id to
+hold the caller's stream slot too, and calls what it returns when the run ends."""

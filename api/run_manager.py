@@ -54,7 +54,7 @@ class RunManager:
         task.add_done_callback(lambda _: self._tasks.pop(run.run_id, None))
         hold = HOLD_STREAM_SLOT.get()
         if hold is not None:  # the caller's stream slot stays taken while the run goes on
-            release = hold()
+            release = hold(run.run_id)
             task.add_done_callback(lambda _: release())
 
     async def _execute(self, run: Run, chunks: AsyncIterator[Any]) -> None:

@@ -93,7 +93,7 @@ def _build(
     runnable = spec.build(config)
     if spec.memory:
         # The wrapper hides the chain's own types; restate them for schemas and LangServe.
-        runnable = with_thread_history(runnable, threads, budget).with_types(
+        runnable = with_thread_history(runnable, threads, budget, config.model).with_types(
             input_type=spec.input_type, output_type=runnable.OutputType
         )
     return runnable

@@ -106,3 +106,10 @@ def input_text(chain_input: Any) -> InputText:
 def count_input_tokens(chain_input: Any, model: str) -> int:
     """Tokens `chain_input` sends to `model`: exact for OpenAI models, an estimate for others."""
     return input_text(chain_input).count(model)
+
+
+def count_message_tokens(message: BaseMessage, model: str) -> int:
+    """Tokens one message adds to a request to `model`, framing included (no reply priming)."""
+    text = InputText()
+    _add_message(message, text)
+    return text.count(model)

@@ -18,6 +18,7 @@ from langchain_core.runnables.utils import ConfigurableFieldSpec, get_unique_con
 from pydantic import ConfigDict
 
 from chains.messages import coerce_message
+from chains.models import MODEL_KEY
 from chains.streaming import traced_stream
 
 THREAD_KEY = "thread_id"
@@ -34,7 +35,8 @@ THREAD_SPEC = ConfigurableFieldSpec(
 )
 
 HistoryFactory = Callable[[str], BaseChatMessageHistory | None]
-Trim = Callable[[list[BaseMessage]], list[BaseMessage]]
+Trim = Callable[[list[BaseMessage], str], list[BaseMessage]]
+"""Cuts a thread's history to what a run may send the model named by its second argument."""
 
 
 class ThreadMemory(RunnableSerializable[dict[str, Any], str]):
@@ -46,6 +48,8 @@ class ThreadMemory(RunnableSerializable[dict[str, Any], str]):
     history: HistoryFactory
     """Returns the thread's history, or None when there is no thread (nothing is kept)."""
     trim: Trim
+    default_model: str
+    """The model a run uses unless its config picks another: whose tokenizer trims history."""
 
     @property
     def config_specs(self) -> list[ConfigurableFieldSpec]:
@@ -55,15 +59,16 @@ class ThreadMemory(RunnableSerializable[dict[str, Any], str]):
         return self.history(str(config.get("configurable", {}).get(THREAD_KEY) or ""))
 
     async def _prepare(
-        self, input: dict[str, Any], thread: BaseChatMessageHistory | None
+        self, input: dict[str, Any], thread: BaseChatMessageHistory | None, model: str
     ) -> tuple[dict[str, Any], list[BaseMessage]]:
         new = [coerce_message(m) for m in input["messages"]]
-        past = self.trim(await thread.aget_messages()) if thread is not None else []
+        past = self.trim(await thread.aget_messages(), model) if thread is not None else []
         return {**input, "messages": new, HISTORY_KEY: past}, new
 
     async def _turn(self, input: dict[str, Any], config: RunnableConfig) -> AsyncIterator[str]:
         thread = self._thread(config)
-        chain_input, new = await self._prepare(input, thread)
+        model = str(config.get("configurable", {}).get(MODEL_KEY) or self.default_model)
+        chain_input, new = await self._prepare(input, thread, model)
         answer = ""
         async for text in self.bound.astream(chain_input, config):
             answer += text

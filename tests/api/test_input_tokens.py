@@ -10,7 +10,7 @@ import pytest
 from chains.messages import coerce_message
 from chains.token_count import count_input_tokens
 from tests.conftest import ServerFactory, upstream_settings
-from tests.support.mock_upstream import MockUpstream
+from tests.support.mock_upstream import MockUpstream, Script
 from tests.support.server import LiveServer
 
 pytestmark = pytest.mark.asyncio
@@ -235,3 +235,24 @@ async def test_openapi_documents_the_413_on_every_route_family(
     ]:
         response = paths[path][method]["responses"]["413"]
         assert "input_too_large" in response["description"], (method, path)
+
+
+async def test_token_dense_history_never_takes_a_threaded_run_over_the_limit(
+    start_server: ServerFactory, upstream: MockUpstream
+) -> None:
+    """History is trimmed with the tokenizer the limit counts with, not by characters (which
+    undercounts this script 16 times), so the budget the limit reserves for it holds."""
+    limit, budget = 4000, 1000
+    server = _serve(start_server, upstream, max_input_tokens=limit, history_token_budget=budget)
+    dense = {"messages": [{"role": "user", "content": "\U00013000" * 740}]}  # ~3k tokens
+    upstream.enqueue(*(Script(chunks=["ok"]) for _ in range(6)))
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as client:
+        thread = (await client.post("/threads", json={})).json()["thread_id"]
+        for _ in range(6):
+            sent = await client.post(
+                "/chains/chat/invoke", json={"input": dense, "thread_id": thread}
+            )
+            assert sent.status_code == 200
+    for request in upstream.requests:
+        messages = [coerce_message(m) for m in request.json["messages"]]
+        assert count_input_tokens(messages, "gpt-4o") <= limit

@@ -82,8 +82,20 @@ def test_an_integer_json_cannot_parse_is_refused() -> None:
         b"[1e" + b"5" * 10_000 + b"]",
         b"[1E+" + b"5" * 10_000 + b"]",
         b'["' + b"5" * 10_000 + b'"]',
+        b"[1e-" + b"0" * 10_000 + b"5]",
+        b"[" + b"5" * 10_000 + b".5]",
+        b"[-" + b"5" * 10_000 + b"e3]",
     ],
-    ids=["at-the-limit", "long-fraction", "long-exponent", "long-signed-exponent", "in-a-string"],
+    ids=[
+        "at-the-limit",
+        "long-fraction",
+        "long-exponent",
+        "long-signed-exponent",
+        "in-a-string",
+        "long-negative-exponent",
+        "long-integer-part-of-a-float",
+        "long-negative-mantissa",
+    ],
 )
 def test_long_digit_runs_json_can_parse_are_accepted(body: bytes) -> None:
     json.loads(body)

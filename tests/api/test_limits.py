@@ -187,3 +187,18 @@ def test_every_way_of_asking_for_a_stream_takes_a_slot(
 
     scope = {"type": "http", "method": method, "path": path, BODY: body}
     assert is_stream(scope) is counted
+
+
+@pytest.mark.asyncio
+async def test_refilled_buckets_are_forgotten_as_new_callers_arrive() -> None:
+    """Without keys every address is a caller: buckets must not pile up, nor be scanned."""
+    now = [0.0]
+    rate = LocalRequestRate(6, clock=lambda: now[0])
+    for i in range(1000):
+        await rate.take(f"addr-{i}")
+    assert len(rate._buckets) == 1000
+    now[0] += 60  # every bucket has refilled
+    for i in range(400):
+        await rate.take(f"later-{i}")
+    assert len(rate._buckets) == 1000 + 400 - 800
+    assert await rate.take("later-0") is None  # a caller seen again keeps its bucket

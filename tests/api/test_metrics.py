@@ -216,3 +216,38 @@ async def test_a_langserve_hang_up_counts_as_a_cancellation(
             await asyncio.sleep(0.02)
     assert value(text, "chainserve_cancellations_total", chain="chat") == 1
     assert value(text, "chainserve_active_streams", route="/langserve/chat/stream") == 0
+
+
+async def test_a_provider_failure_on_langserve_is_a_502_counted_once(
+    start_server: ServerFactory, upstream: MockUpstream
+) -> None:
+    server = start_server(upstream_settings(upstream))
+    upstream.enqueue(Script(status=500, error_message="boom"))
+    body = {"input": {"messages": [{"role": "user", "content": "hi"}]}}
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        failed = await client.post("/langserve/chat/invoke", json=body)
+        text = await scrape(client)
+    assert failed.status_code == 502
+    assert failed.json()["error"]["code"] == "upstream_error"
+    assert value(text, "chainserve_errors_total", code="upstream_error") == 1
+    assert value(text, "chainserve_errors_total", code="internal_error") == 0
+    assert value(text, "chainserve_run_duration_seconds_count", chain="chat", status="error") == 1
+
+
+async def test_an_unhandled_error_is_counted_as_internal_error(
+    start_server: ServerFactory,
+) -> None:
+    server = start_server(offline_settings())
+
+    async def broken() -> None:
+        raise RuntimeError("a bug")
+
+    server.app.add_api_route("/broken", broken)
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        response = await client.get("/broken")
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        text = await scrape(client)  # a new connection: uvicorn closes one after an app error
+    assert response.status_code == 500
+    assert value(text, "chainserve_errors_total", code="internal_error") == 1
+    broken_route = {"route": "/broken", "method": "GET", "status": "500"}
+    assert value(text, "chainserve_requests_total", **broken_route) == 1

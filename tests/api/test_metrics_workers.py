@@ -94,3 +94,16 @@ def test_serve_with_workers_makes_and_removes_a_metrics_directory(
         assert Path(made).is_dir()
     assert not Path(made).exists()
     assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+
+
+def test_a_named_metrics_directory_is_emptied_even_for_one_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restarted single process (pid 1 in a container, say) must not inherit old values."""
+    (tmp_path / "gauge_livesum_1.db").write_bytes(b"old")
+    (tmp_path / "notes.txt").write_text("not ours")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    with shared_metrics_dir(1) as chosen:
+        assert chosen == str(tmp_path)
+        assert not (tmp_path / "gauge_livesum_1.db").exists()
+    assert (tmp_path / "notes.txt").exists()

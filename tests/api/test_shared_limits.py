@@ -139,3 +139,27 @@ async def test_an_unreachable_redis_lets_requests_through_and_says_so(
         await rate.aclose()
         await slots.aclose()
     assert "limits not enforced" in caplog.text
+
+
+async def test_a_caller_rejoining_its_running_run_needs_no_second_slot(
+    start_server: ServerFactory, upstream: MockUpstream
+) -> None:
+    """Reconnecting to a run (as EventSource does after a drop) is not refused by the cap the
+    run itself is holding."""
+    key = _key()
+    server = start_server(upstream_settings(upstream, api_keys=key, max_streams_per_key=1))
+    auth = {"Authorization": f"Bearer {key}"}
+    upstream.enqueue(Script(chunks=["a", "b", "c"], hold_after=1))
+    body = {**chat_input("hi"), "on_disconnect": "continue"}
+    async with httpx.AsyncClient(base_url=server.url, timeout=10, headers=auth) as client:
+        async with client.stream("POST", "/chains/chat/stream", json=body) as first:
+            assert first.status_code == 200
+            await upstream.wait_for_requests_async(1)
+            run_id = first.headers["x-run-id"]
+        async with client.stream("GET", f"/runs/{run_id}/stream") as rejoined:
+            other = await client.post("/chains/chat/stream", json=chat_input("hi"))
+            upstream.release()
+            text = (await rejoined.aread()).decode()
+    assert rejoined.status_code == 200
+    assert "event: end" in text
+    assert other.status_code == 429  # the run and its rejoined stream still hold one slot
