@@ -4,6 +4,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 import httpx2
 import openai
@@ -22,6 +23,7 @@ from api.request_log import RequestLog
 from api.request_metrics import CountRequests
 from api.routes import auth as auth_routes
 from api.routes import chains as chain_routes
+from api.routes import collections as collection_routes
 from api.routes import health
 from api.routes import metrics as metrics_routes
 from api.routes import openai as openai_routes
@@ -32,10 +34,17 @@ from api.run_manager import RunManager
 from api.send_watch import CutOffStuckClients
 from api.settings import Settings
 from api.shutdown import Drain
-from api.stores import build_limit_counts, build_run_log, build_thread_store
+from api.stores import (
+    build_chunk_store,
+    build_limit_counts,
+    build_run_log,
+    build_thread_store,
+)
 from api.stream_tokens import StreamTokens
 from api.version import VERSION
 from chains import build_registry, describe_model
+from chains.retrieval.embeddings import build_embeddings
+from chains.retrieval.retrievers import Retrieval
 from chains.upstream_client import UpstreamClient
 
 logger = logging.getLogger("chainserve")
@@ -57,7 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.lean_upstream
         else None
     )
-    model_config = settings.model_settings(upstream, lean)
+    retrieval = _build_retrieval(settings, upstream)
+    model_config = replace(settings.model_settings(upstream, lean), retrieval=retrieval)
     model_info = describe_model(model_config)
     threads = build_thread_store(settings)
     runs = RunManager(build_run_log(settings), Drain(settings.shutdown_grace_seconds))
@@ -93,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if lean is not None:
                 await lean.aclose()
             await threads.aclose()
+            await retrieval.store.aclose()
             for counts in (rate, slots):
                 if counts is not None:
                     await counts.aclose()
@@ -108,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.model_info = model_info
     app.state.threads = threads
     app.state.runs = runs
+    app.state.retrieval = retrieval
     keys = ApiKeys([key.get_secret_value() for key in settings.api_keys])
     app.state.stream_tokens = StreamTokens(
         _token_secret(settings, keys), settings.stream_token_ttl_seconds
@@ -122,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(run_routes.router)
     app.include_router(openai_routes.router)
     app.include_router(ui_routes.router)
+    app.include_router(collection_routes.router)
     mount_langserve(app, chains, playground=settings.langserve_playground)
     app.add_middleware(
         CutOffStuckClients, seconds=settings.send_timeout_seconds, prefix="/langserve/"
@@ -129,7 +142,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if rate is not None or slots is not None:
         app.add_middleware(LimitPerCaller, rate=rate, slots=slots)
     app.add_middleware(
-        BodyGuard, max_depth=settings.max_json_depth, max_bytes=settings.max_body_bytes
+        BodyGuard,
+        max_depth=settings.max_json_depth,
+        max_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
     )
     # Added last runs first: CORS answers preflights (which carry no key) before auth.
     app.add_middleware(RequireApiKey, keys=keys, tokens=app.state.stream_tokens)
@@ -156,6 +172,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(CountRequests, metrics=app.state.metrics)
     app.add_middleware(RequestLog)  # outermost: every response, refusals included, has an id
     return app
+
+
+def _build_retrieval(settings: Settings, upstream: httpx2.AsyncClient) -> Retrieval:
+    """The document store and embeddings: OpenAI's (or a compatible server's) when one is
+    configured, else the local model, so retrieval works with no key and no network."""
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    embeddings, embedder = build_embeddings(
+        key or None,
+        settings.openai_base_url,
+        settings.embedding_model,
+        upstream,
+        timeout=settings.upstream_timeout,
+        max_retries=settings.upstream_max_retries,
+    )
+    return Retrieval(build_chunk_store(settings), embeddings, embedder)
 
 
 def _token_secret(settings: Settings, keys: ApiKeys) -> bytes:

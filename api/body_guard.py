@@ -13,6 +13,8 @@ to the app unchanged; later `receive()` calls pass through, so disconnects still
 streaming responses.
 """
 
+import re
+
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,27 +24,33 @@ from api.json_scan import json_problem
 BODY = "chainserve.body"
 """Where the checked body is left in the scope, for inner middleware to peek at."""
 
+_UPLOAD_PATH = re.compile(r"^/collections/[^/]+/documents\n?\Z")
 DRAIN_LIMIT = 8 * 1024 * 1024
 """Bytes of a refused body read and thrown away so the client gets to read the 413."""
 
 
 class BodyGuard:
-    def __init__(self, app: ASGIApp, max_depth: int, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_depth: int, max_bytes: int, max_upload_bytes: int | None = None
+    ) -> None:
         self.app = app
         self.max_depth = max_depth
         self.max_bytes = max_bytes
+        self.max_upload_bytes = max_upload_bytes or max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not _has_body(scope):
             await self.app(scope, receive, send)
             return
+        upload = _is_upload(scope)
+        limit = self.max_upload_bytes if upload else self.max_bytes
         declared = _declared_length(scope)
-        if declared > self.max_bytes:
+        if declared > limit:
             # Drain what is coming unless it is huge or the client waits for 100 Continue
             # (curl does for large bodies): then it never sends the body at all.
             expects = Headers(scope=scope).get("expect", "").strip().lower()
             drain = declared <= DRAIN_LIMIT and expects != "100-continue"
-            await self._too_large(scope, receive, send, drain=drain)
+            await self._too_large(scope, receive, send, limit, drain=drain)
             return
         chunks: list[bytes] = []
         size = 0
@@ -52,22 +60,25 @@ class BodyGuard:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
+            if size > limit:
                 more = message.get("more_body", False)
-                await self._too_large(scope, receive, send, drain=more)
+                await self._too_large(scope, receive, send, limit, drain=more)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        problem = json_problem(body, self.max_depth)
+        # A file upload is parsed by the route (multipart), not as JSON.
+        problem = None if upload and _is_form(scope) else json_problem(body, self.max_depth)
         if problem:
             await send_error(scope, send, 400, "invalid_body", problem)
             return
         scope[BODY] = body
         await self.app(scope, _replay(body, receive), send)
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send, *, drain: bool) -> None:
+    async def _too_large(
+        self, scope: Scope, receive: Receive, send: Send, limit: int, *, drain: bool
+    ) -> None:
         # Closing a socket with unread bytes makes the kernel reset it, and the client may
         # see the reset instead of the 413: read the rest (discarded, bounded) first.
         drained = 0
@@ -77,10 +88,20 @@ class BodyGuard:
                 return
             drained += len(message.get("body", b""))
             drain = message.get("more_body", False)
-        problem = f"request body is larger than the limit of {self.max_bytes} bytes"
+        problem = f"request body is larger than the limit of {limit} bytes"
         await send_error(
             scope, send, 413, "body_too_large", problem, headers=[(b"connection", b"close")]
         )
+
+
+def _is_upload(scope: Scope) -> bool:
+    """Document ingestion: files (a PDF, a manual) are allowed to be bigger than requests."""
+    return scope["method"] == "POST" and bool(_UPLOAD_PATH.match(scope["path"]))
+
+
+def _is_form(scope: Scope) -> bool:
+    content_type = Headers(scope=scope).get("content-type", "")
+    return content_type.split(";", 1)[0].strip().lower() == "multipart/form-data"
 
 
 def _has_body(scope: Scope) -> bool:

@@ -12,6 +12,7 @@ from api.run_manager import RunManager
 from api.settings import Settings
 from chains import ModelInfo, RegisteredChain
 from chains.history import ThreadStore
+from chains.retrieval.retrievers import Retrieval
 
 
 async def get_settings(request: Request) -> Settings:
@@ -34,6 +35,11 @@ async def get_threads(request: Request) -> ThreadStore:
     return threads
 
 
+async def get_retrieval(request: Request) -> Retrieval:
+    retrieval: Retrieval = request.app.state.retrieval
+    return retrieval
+
+
 async def get_runs(request: Request) -> RunManager:
     runs: RunManager = request.app.state.runs
     return runs
@@ -44,6 +50,7 @@ RunsDep = Annotated[RunManager, Depends(get_runs)]
 ThreadsDep = Annotated[ThreadStore, Depends(get_threads)]
 ChainsDep = Annotated[dict[str, RegisteredChain], Depends(get_chains)]
 ModelInfoDep = Annotated[ModelInfo, Depends(get_model_info)]
+RetrievalDep = Annotated[Retrieval, Depends(get_retrieval)]
 
 
 async def get_chain(

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from api.errors import UPSTREAM_ERRORS, ErrorCode, classify
+from api.errors import UPSTREAM_ERRORS, ErrorCode, RequestError, classify
 from api.input_limit import InputTooLargeError, input_too_large_response
 from api.openai_errors import OpenAIRequestError, is_openai_path, openai_response
 from api.protocols.openai_chat import openai_error
@@ -67,6 +67,11 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(_body("internal_error", "internal server error"), 500)
 
 
+async def _request_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestError)
+    return JSONResponse(_body(exc.code, exc.message), exc.status)
+
+
 async def _upstream_failure(request: Request, exc: Exception) -> JSONResponse:
     """A provider failure that escaped a chain run by LangServe: the typed error our own
     routes would send (a 502 `upstream_error`, not a 500). Not counted here: the run's own
@@ -101,6 +106,7 @@ def _counted(handler: Handler) -> Handler:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OpenAIRequestError, _counted(_openai_error))
+    app.add_exception_handler(RequestError, _counted(_request_error))
     app.add_exception_handler(InputTooLargeError, _counted(input_too_large_response))
     app.add_exception_handler(RequestValidationError, _counted(_validation_error))
     app.add_exception_handler(HTTPException, _counted(_http_error))

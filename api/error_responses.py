@@ -43,10 +43,15 @@ _CAUSES: dict[int, str] = {
     "deep, an integer too long, an unpaired surrogate escape); `invalid_config`: `config` sets "
     "a key that is not allow-listed.",
     401: "`missing_api_key` or `invalid_api_key` (only when API keys are configured).",
-    404: "`not_found`: no chain, thread or run of that name.",
-    409: "`conflict`: the run already ended.",
+    404: "`not_found`: no chain, thread, run, collection or document of that name.",
+    415: "`unsupported_document`: a file that is not Markdown, text or PDF.",
+    422: "`invalid_document`: a document with no text, or that cannot be read (an encrypted "
+    "or scanned PDF, text that is not UTF-8); `invalid_request`: the body does not match.",
+    409: "`conflict`: the run already ended; `embedder_mismatch`: the collection was embedded "
+    "with another embedding model.",
     410: "`gone`: the run's events after that id are no longer kept.",
-    413: "`body_too_large`: the body is over CHAINSERVE_MAX_BODY_BYTES.",
+    413: "`body_too_large`: the body is over CHAINSERVE_MAX_BODY_BYTES (uploads: "
+    "CHAINSERVE_MAX_UPLOAD_BYTES).",
     429: "`rate_limited` or `too_many_streams` (only when limits are configured), or "
     "`upstream_rate_limited`: the model provider is rate limiting. `Retry-After` says when.",
     502: "`upstream_auth`, `upstream_bad_request` or `upstream_error`: the model provider "

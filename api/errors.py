@@ -38,6 +38,14 @@ ErrorCode = Literal[
 ]
 
 
+class RequestError(Exception):
+    """A request chainserve refuses, with the status and typed code to answer it with."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
 @dataclass(frozen=True)
 class ChainError:
     """A failure as the client sees it, with the HTTP status to use before streaming began."""

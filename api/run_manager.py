@@ -5,6 +5,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import anyio
@@ -49,6 +50,7 @@ class RunManager:
             thread_id=run.thread_id,
         )
         await self.log.create(record, to_json(run.metadata()))
+        run.stats.sink = partial(self._side_event, run.run_id)
         task = asyncio.create_task(self._execute(run, chunks), name=f"run-{run.run_id}")
         self._tasks[run.run_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(run.run_id, None))
@@ -84,6 +86,9 @@ class RunManager:
             if aclose is not None:
                 with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                     await aclose()
+
+    async def _side_event(self, run_id: str, name: str, data: Any) -> None:
+        await self.log.append(run_id, name, to_json(data))
 
     def _changes(self, run: Run, **extra: Any) -> dict[str, Any]:
         summary = run.summary()

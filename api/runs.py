@@ -1,8 +1,10 @@
 """One chain execution: its id, timings and usage, gathered for the `end` event and the logs."""
 
 import logging
+import re
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,8 +21,15 @@ from chains import ModelInfo
 logger = logging.getLogger("chainserve.runs")
 
 
+SideEventSink = Callable[[str, Any], Awaitable[None]]
+RESERVED_EVENTS = frozenset({"metadata", "data", "end", "error"})
+"""Our own event names: a chain's custom event by one of these names is not forwarded."""
+_EVENT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
 class UsageCollector(AsyncCallbackHandler):
-    """Sums token usage and keeps the last finish reason of every model call in a run."""
+    """Sums token usage and keeps the last finish reason of every model call in a run, and
+    passes on the custom events a chain dispatches (the `rag` chain's `sources`)."""
 
     run_inline = True
     """Awaited in place: spares LangChain a `gather` per streamed token for this handler."""
@@ -29,6 +38,26 @@ class UsageCollector(AsyncCallbackHandler):
         self.usage: dict[str, int] | None = None
         self.finish_reason: str | None = None
         self.approx_input_tokens = 0
+        self.side_events: dict[str, Any] = {}
+        """The last data of each custom event, for the run's `end` summary."""
+        self.sink: SideEventSink | None = None
+        """Where custom events go as they happen (the run log, for streamed runs)."""
+
+    async def on_custom_event(
+        self,
+        name: str,
+        data: Any,
+        *,
+        run_id: uuid.UUID,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if name in RESERVED_EVENTS or not _EVENT_NAME.match(name):
+            return
+        self.side_events[name] = data
+        if self.sink is not None:
+            await self.sink(name, data)
 
     async def on_chat_model_start(
         self, serialized: dict[str, Any], messages: list[list[BaseMessage]], **kwargs: Any
@@ -115,12 +144,17 @@ class Run:
         }
 
     def summary(self) -> dict[str, Any]:
-        return {
+        summary = {
             "run_id": self.run_id,
             "usage": self.usage(),
             "finish_reason": self.stats.finish_reason,
             "timings": self.timings(),
         }
+        for name, data in self.stats.side_events.items():
+            # A `{"sources": [...]}` event adds `sources` to the summary.
+            extra = data if isinstance(data, dict) else {name: data}
+            summary.update({k: v for k, v in extra.items() if k not in summary})
+        return summary
 
     def finish(self, status: RunStatus, error_code: str | None = None) -> None:
         self.status = status

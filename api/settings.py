@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     max_streams_per_key: int = Field(
         0, ge=0, validation_alias=_env("CHAINSERVE_MAX_STREAMS_PER_KEY")
     )
+    max_upload_bytes: int = Field(
+        20 * 1024 * 1024, ge=1024, validation_alias=_env("CHAINSERVE_MAX_UPLOAD_BYTES")
+    )
+    embedding_model: str = Field(
+        "text-embedding-3-small", min_length=1, validation_alias=_env("CHAINSERVE_EMBEDDING_MODEL")
+    )
+    database_url: SecretStr | None = Field(None, validation_alias=_env("CHAINSERVE_DATABASE_URL"))
     max_body_bytes: int = Field(
         1024 * 1024, ge=1024, validation_alias=_env("CHAINSERVE_MAX_BODY_BYTES")
     )
@@ -127,7 +134,9 @@ class Settings(BaseSettings):
                 )
         return origins
 
-    @field_validator("openai_base_url", "redis_url", "stream_token_secret", mode="before")
+    @field_validator(
+        "openai_base_url", "redis_url", "stream_token_secret", "database_url", mode="before"
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -6,6 +6,7 @@ from api.run_log_memory import MemoryRunLog
 from api.settings import Settings
 from chains.history import ThreadStore
 from chains.history.sqlite import SQLiteThreadStore
+from chains.retrieval.types import ChunkStore
 
 
 def build_thread_store(settings: Settings) -> ThreadStore:
@@ -49,3 +50,15 @@ def build_limit_counts(settings: Settings) -> tuple[RequestRate | None, StreamSl
         RedisRequestRate(Redis.from_url(url), per_minute) if per_minute else None,
         RedisStreamSlots(Redis.from_url(url), per_caller) if per_caller else None,
     )
+
+
+def build_chunk_store(settings: Settings) -> ChunkStore:
+    """Documents for retrieval live in SQLite under the data directory unless
+    `CHAINSERVE_DATABASE_URL` points at PostgreSQL with pgvector."""
+    if settings.database_url is not None:
+        from chains.retrieval.pg_store import PgChunkStore
+
+        return PgChunkStore(settings.database_url.get_secret_value())
+    from chains.retrieval.sqlite_store import SQLiteChunkStore
+
+    return SQLiteChunkStore(settings.data_dir / "documents.sqlite3")

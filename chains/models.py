@@ -11,6 +11,7 @@ from langchain_core.runnables import ConfigurableField, Runnable
 from pydantic import Field, SecretStr
 
 from chains.offline import OFFLINE_MODEL_NAME, OfflineChatModel
+from chains.retrieval.retrievers import Retrieval
 from chains.upstream_client import UpstreamClient
 
 Provider = Literal["openai", "offline"]
@@ -45,6 +46,9 @@ class ModelConfig:
     upstream_client: UpstreamClient | None = field(default=None, compare=False, repr=False)
     """The lean HTTP client for streamed completions (`chains/upstream_client.py`), owned like
     `http_client`; without it every request goes through the SDK's httpx stack."""
+    retrieval: Retrieval | None = field(default=None, compare=False, repr=False)
+    """The document store and embeddings retrieval chains search (owned like `http_client`);
+    without it those chains are not served."""
 
     @property
     def provider(self) -> Provider:

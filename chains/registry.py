@@ -35,6 +35,8 @@ class ChainSpec:
     playground: Playground = "default"
     memory: bool = False
     """Keeps conversation threads: input has `messages`, the prompt a `history` placeholder."""
+    needs_retrieval: bool = False
+    """Searches documents: served only when the model config carries a `retrieval`."""
 
 
 @dataclass(frozen=True)
@@ -108,4 +110,5 @@ def build_registry(
     return {
         spec.name: RegisteredChain(spec, _build(spec, config, threads, history_token_budget))
         for spec in discover_specs()
+        if config.retrieval is not None or not spec.needs_retrieval
     }

@@ -8,6 +8,7 @@ import pytest
 
 from api.settings import Settings
 from tests.support.mock_upstream import MockUpstream
+from tests.support.postgres_server import PostgresServer
 from tests.support.redis_server import RedisServer
 from tests.support.server import LiveServer
 
@@ -92,3 +93,10 @@ def openai_server(start_server: ServerFactory, openai_settings: Settings) -> Liv
 @pytest.fixture
 def offline_server(start_server: ServerFactory) -> LiveServer:
     return start_server(offline_settings())
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL with pgvector for the session (skipped locally if absent; needed in CI)."""
+    with PostgresServer() as server:
+        yield server.url

@@ -22,6 +22,18 @@ _FINISH = {
 }
 
 
+def _source_part(source: dict[str, Any]) -> dict[str, Any]:
+    """A retrieved chunk as the AI SDK's `source-document` part (shown by `useChat` UIs)."""
+    title = source.get("title") or source.get("doc_id") or "document"
+    return {
+        "type": "source-document",
+        "sourceId": str(source.get("chunk_id") or source.get("doc_id")),
+        "mediaType": "text/plain",
+        "title": str(title),
+        "providerMetadata": {"chainserve": {k: v for k, v in source.items() if v is not None}},
+    }
+
+
 def _part(body: dict[str, Any]) -> bytes:
     return format_sse_event(data_str=to_json(body))
 
@@ -41,6 +53,8 @@ class UIMessageProtocol:
             return _part(start) + _part({"type": "start-step"})
         if event.event == "data":
             return self._chunk(data)
+        if event.event == "sources":
+            return b"".join(_part(_source_part(source)) for source in data.get("sources", ()))
         if event.event == "end":
             metadata = {"usage": data.get("usage"), "timings": data.get("timings")}
             reason = _FINISH.get(data.get("finish_reason") or "stop", "other")

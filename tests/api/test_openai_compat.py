@@ -23,7 +23,7 @@ def _aclient(server: LiveServer) -> openai.AsyncOpenAI:
 
 def test_models_lists_the_chains(openai_server: LiveServer) -> None:
     with _client(openai_server) as client:
-        assert sorted(m.id for m in client.models.list()) == ["chat", "explain"]
+        assert sorted(m.id for m in client.models.list()) == ["chat", "explain", "rag"]
 
 
 def test_non_streaming_completion_has_content_finish_reason_and_usage(

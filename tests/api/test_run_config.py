@@ -84,8 +84,11 @@ async def test_list_chains_shows_schemas_and_configurable_keys(openai_server: Li
     async with httpx.AsyncClient(base_url=openai_server.url) as client:
         chains = (await client.get("/chains")).json()["chains"]
     by_name = {c["name"]: c for c in chains}
-    assert set(by_name) == {"chat", "explain"}
+    assert set(by_name) == {"chat", "explain", "rag"}
     assert by_name["explain"]["input_schema"]["required"] == ["topic"]
+    rag = {k["id"]: k for k in by_name["rag"]["configurable"]}
+    assert {"collection", "k", "retriever", "search_type", "model"} <= set(rag)
+    assert set(rag["retriever"]["options"]) == {"vector", "bm25"}
     assert "messages" in by_name["chat"]["input_schema"]["properties"]
     knobs = {k["id"]: k for k in by_name["chat"]["configurable"]}
     assert set(knobs) == {"model", "prompt", "temperature", "thread_id"}

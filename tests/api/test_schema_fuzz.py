@@ -60,6 +60,7 @@ HYPOTHESIS = settings(
 INPUTS = {
     "chat": {"messages": [{"role": "user", "content": "fuzz"}]},
     "explain": {"topic": "fuzz"},
+    "rag": {"question": "fuzz"},
 }
 """A valid input for each offline chain, so some cases run the chain to the end."""
 
@@ -137,6 +138,8 @@ def _valid_bodies(operation: APIOperation, path: Mapping[str, str]) -> list[dict
         return [{"model": "chat", "messages": chat, "stream": stream} for stream in (False, True)]
     if route == "POST /auth/stream-token":
         return [{"chain": "chat"}]
+    if route == "POST /collections/{name}/documents":
+        return [{"documents": [{"id": "fuzz", "text": "Fuzz text.", "metadata": {"title": "F"}}]}]
     if operation.method == "post" and operation.path.startswith("/langserve/"):
         chain, endpoint = operation.path.split("/")[2], operation.path.rsplit("/", 1)[-1]
         if endpoint == "batch":
@@ -162,7 +165,10 @@ def _explicit_cases(operation: APIOperation, known: Mapping[str, list[str]]) -> 
     for path in _known_paths(operation, known):
         bodies = _valid_bodies(operation, path)
         if bodies:
-            cases += [operation.Case(path_parameters=path, body=body) for body in bodies]
+            cases += [
+                operation.Case(path_parameters=path, body=body, media_type="application/json")
+                for body in bodies
+            ]
         elif path and not operation.body:
             cases.append(operation.Case(path_parameters=path))
     return cases

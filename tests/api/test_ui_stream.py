@@ -7,6 +7,7 @@ import httpx
 
 from api.protocols.ui_message import UIMessageProtocol
 from api.run_log import RunEvent
+from tests.conftest import ServerFactory, offline_settings
 from tests.support.mock_upstream import MockUpstream, Script
 from tests.support.node import read_with_ai_sdk
 from tests.support.server import LiveServer
@@ -135,3 +136,24 @@ def test_a_cancelled_run_ends_with_an_abort_part(tmp_path: Path) -> None:
     assert result["chunkTypes"][-2:] == ["text-end", "abort"]
     assert result["text"] == "partial"
     assert result["errors"] == []
+
+
+def test_rag_sources_become_source_document_parts(start_server: ServerFactory) -> None:
+    """useChat shows the chunks a retrieval chain used as the AI SDK's source-document parts."""
+    server = start_server(offline_settings())
+    documents = [
+        {"id": "ports", "text": "Harbor listens on port 7070 by default.", "metadata": {}},
+        {"id": "tls", "text": "Harbor serves TLS with certificates from /etc/harbor."},
+    ]
+    ingested = httpx.post(
+        f"{server.url}/collections/default/documents", json={"documents": documents}, timeout=60
+    )
+    assert ingested.status_code == 200
+    result = read_with_ai_sdk(server.url, "rag", "Which port does Harbor use?")
+    assert result["invalidChunks"] == []
+    assert result["errors"] == []
+    assert result["chunkTypes"][2:4] == ["source-document", "source-document"]
+    sources = [p for p in result["message"]["parts"] if p["type"] == "source-document"]
+    assert {s["sourceId"] for s in sources} == {"ports:0", "tls:0"}
+    assert {s["title"] for s in sources} == {"ports", "tls"}  # no title given: the id
+    assert [s["providerMetadata"]["chainserve"]["number"] for s in sources] == [1, 2]

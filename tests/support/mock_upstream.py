@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import array
 import asyncio
+import base64
 import collections
 import contextlib
+import hashlib
 import itertools
 import json
+import math
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +23,7 @@ from typing import Any, Self, TypeVar
 _T = TypeVar("_T")
 _Headers = dict[str, str] | None
 _MODEL = "gpt-mock"
+EMBEDDING_DIMENSIONS = 8
 _ERROR_KINDS: dict[int, tuple[str, str | None]] = {
     400: ("invalid_request_error", None),
     401: ("invalid_request_error", "invalid_api_key"),
@@ -163,6 +169,28 @@ def _parse_json(body: bytes) -> Any:
         return None
 
 
+def embedding_for(value: object, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
+    """The mock's vector for one input (a string, or a list of token ids): a unit vector seeded
+    by the input's hash, in float32 precision so the float and base64 formats agree exactly."""
+    raw = value.encode() if isinstance(value, str) else json.dumps(value).encode()
+    rng = random.Random(hashlib.sha256(raw).digest())
+    values = [rng.gauss(0.0, 1.0) for _ in range(dimensions)]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return array.array("f", [v / norm for v in values]).tolist()
+
+
+def _embedding_inputs(body: Any) -> list[object] | None:
+    """The inputs of an embeddings request, as the API reads `input`; None if malformed."""
+    given = body.get("input") if isinstance(body, dict) else None
+    if isinstance(given, str):
+        return [given]
+    if not isinstance(given, list) or not given:
+        return None
+    if all(isinstance(item, int) for item in given):
+        return [given]  # one text as token ids
+    return list(given)
+
+
 def _usage(script: Script, body: dict[str, Any]) -> dict[str, Any]:
     if script.usage is not None:
         return script.usage
@@ -183,7 +211,10 @@ class MockUpstream:
         self.default_script = Script()
         self.script_for: Callable[[Any], Script | None] | None = None
         """Picks a request's script from its JSON body (before the queue); None falls through."""
+        self.embedding_dimensions = EMBEDDING_DIMENSIONS
+        """Length of the /v1/embeddings vectors when a request does not ask for `dimensions`."""
         self._queue: collections.deque[Script] = collections.deque()
+        self._embedding_queue: collections.deque[Script] = collections.deque()
         self._requests: list[RecordedRequest] = []
         self._open: dict[int, RecordedRequest | None] = {}
         self._conns: dict[int, _Conn] = {}  # touched only on the mock's loop
@@ -251,6 +282,12 @@ class MockUpstream:
         with self._cond:
             self._queue.extend(scripts)
 
+    def enqueue_embeddings(self, *scripts: Script) -> None:
+        """Scripts for /v1/embeddings, apart from chat's so a test can script both. Only
+        `status`, `error_message`, `headers` and `first_delay` apply."""
+        with self._cond:
+            self._embedding_queue.extend(scripts)
+
     def release(self) -> None:
         """Thread-safe; a release while nothing is held applies to the next hold, avoiding races."""
         if self._loop is not None:
@@ -259,9 +296,11 @@ class MockUpstream:
     def reset(self) -> None:
         with self._cond:
             self._queue.clear()
+            self._embedding_queue.clear()
             self._requests.clear()
             self.default_script = Script()
             self.script_for = None
+            self.embedding_dimensions = EMBEDDING_DIMENSIONS
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._release.clear)
 
@@ -412,6 +451,10 @@ class MockUpstream:
             with self._cond:
                 script = chosen or (self._queue.popleft() if self._queue else self.default_script)
             await self._chat(conn, rec, script)
+        elif (rec.method, rec.path) == ("POST", "/v1/embeddings"):
+            with self._cond:
+                queued = self._embedding_queue.popleft() if self._embedding_queue else None
+            await self._embeddings(conn, rec, queued or Script())
         elif (rec.method, rec.path) == ("GET", "/v1/models"):
             model = {"id": _MODEL, "object": "model", "created": 0, "owned_by": "mock-upstream"}
             await self._send_json(conn, rec, 200, {"object": "list", "data": [model]})
@@ -431,6 +474,30 @@ class MockUpstream:
         headers = {"content-type": "application/json", "content-length": str(len(data))}
         headers.update(extra or {})
         await conn.send(_head(status, headers) + data, partial(self._update, rec, completed=True))
+
+    async def _embeddings(self, conn: _Conn, rec: RecordedRequest, script: Script) -> None:
+        if not await conn.pause(script.first_delay):
+            return
+        inputs = _embedding_inputs(rec.json)
+        if script.status != 200 or inputs is None:
+            status = script.status if script.status != 200 else 400
+            message = script.error_message or (None if inputs else "'input' is required")
+            await self._send_json(conn, rec, status, _error_body(status, message), script.headers)
+            return
+        body: dict[str, Any] = rec.json
+        dimensions = body.get("dimensions") or self.embedding_dimensions
+        as_base64 = body.get("encoding_format") == "base64"
+        data = []
+        for index, value in enumerate(inputs):
+            vector: Any = embedding_for(value, dimensions)
+            if as_base64:
+                vector = base64.b64encode(array.array("f", vector).tobytes()).decode()
+            data.append({"object": "embedding", "index": index, "embedding": vector})
+        tokens = sum(len(v.split()) if isinstance(v, str) else len(str(v)) for v in inputs)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        model = body.get("model", _MODEL)
+        payload = {"object": "list", "data": data, "model": model, "usage": usage}
+        await self._send_json(conn, rec, 200, payload, script.headers)
 
     async def _chat(self, conn: _Conn, rec: RecordedRequest, script: Script) -> None:
         if not await conn.pause(script.first_delay):

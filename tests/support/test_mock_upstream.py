@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -18,7 +19,13 @@ from langchain_core.messages import AIMessageChunk, HumanMessage
 from langchain_openai import ChatOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
-from .mock_upstream import MockUpstream, RecordedRequest, Script
+from .mock_upstream import (
+    EMBEDDING_DIMENSIONS,
+    MockUpstream,
+    RecordedRequest,
+    Script,
+    embedding_for,
+)
 
 USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "say hello to the world"}]
 
@@ -277,7 +284,7 @@ async def test_each_sse_message_arrives_before_the_next_is_sent(mock: MockUpstre
 def test_sync_keep_alive_models_and_404(mock: MockUpstream) -> None:
     with httpx.Client(base_url=mock.base_url) as client:
         models = client.get("/models").json()
-        missing = client.post("/embeddings", json={})
+        missing = client.post("/moderations", json={})
         completion = client.post("/chat/completions", json={"model": "m", "messages": USER})
     assert models["data"][0]["object"] == "model"
     assert missing.status_code == 404
@@ -382,3 +389,60 @@ def test_script_for_picks_a_script_from_the_body_before_the_queue(mock: MockUpst
         assert [ask("pick me"), ask("other"), ask("other")] == ["picked", "queued", "Hello, world!"]
     mock.reset()
     assert mock.script_for is None
+
+
+@pytest.mark.asyncio
+async def test_embeddings_are_deterministic_unit_vectors_in_both_formats(
+    mock: MockUpstream,
+) -> None:
+    """The SDK asks for base64 by default; raw clients get floats; both decode to the same."""
+    texts = ["alpha", "beta", "alpha"]
+    async with sdk(mock) as client:
+        via_sdk = await client.embeddings.create(model="embed-m", input=texts)
+    async with httpx.AsyncClient(base_url=mock.base_url) as client:
+        raw = (await client.post("/embeddings", json={"model": "e", "input": "alpha"})).json()
+    vectors = [item.embedding for item in via_sdk.data]
+    assert vectors == [embedding_for(t) for t in texts]
+    assert vectors[0] == vectors[2] != vectors[1]
+    assert len(vectors[0]) == EMBEDDING_DIMENSIONS
+    assert math.isclose(math.fsum(v * v for v in vectors[0]), 1.0, rel_tol=1e-6)
+    assert [item.index for item in via_sdk.data] == [0, 1, 2]
+    assert via_sdk.model == "embed-m"
+    assert raw["data"][0]["embedding"] == embedding_for("alpha")
+    assert mock.requests[0].json["input"] == texts
+    assert mock.requests[0].json["encoding_format"] == "base64"
+    assert all(r.completed for r in mock.requests)
+
+
+def test_embedding_dimensions_follow_the_request_then_the_mock_setting(
+    mock: MockUpstream,
+) -> None:
+    with httpx.Client(base_url=mock.base_url) as client:
+
+        def embed(**extra: Any) -> list[float]:
+            body = {"model": "e", "input": ["x"], **extra}
+            (item,) = client.post("/embeddings", json=body).json()["data"]
+            return list(item["embedding"])
+
+        assert len(embed(dimensions=3)) == 3
+        mock.embedding_dimensions = 5
+        assert embed() == embedding_for("x", 5)
+        mock.reset()
+        assert len(embed()) == EMBEDDING_DIMENSIONS
+        assert len(embed(input=[1, 2, 3])) == EMBEDDING_DIMENSIONS  # token ids: one input
+
+
+@pytest.mark.asyncio
+async def test_embedding_scripts_fail_embeddings_but_not_chat(mock: MockUpstream) -> None:
+    mock.enqueue_embeddings(Script(status=429, headers={"retry-after": "3"}))
+    async with sdk(mock) as client:
+        reply = await client.chat.completions.create(model="m", messages=USER)
+        with pytest.raises(openai.RateLimitError) as limited:
+            await client.embeddings.create(model="e", input=["a"])
+        with pytest.raises(openai.BadRequestError, match="'input' is required"):
+            await client.embeddings.create(model="e", input=[])
+        again = await client.embeddings.create(model="e", input=["a"])
+    assert reply.choices[0].message.content == "Hello, world!"
+    assert limited.value.response.headers["retry-after"] == "3"
+    assert again.data[0].embedding == embedding_for("a")
+    assert [r.path for r in mock.requests] == ["/v1/chat/completions", *["/v1/embeddings"] * 3]

@@ -1,0 +1,1 @@
+"""Documents in collections, embedded and searched: what the `rag` chain retrieves from."""

@@ -1,0 +1,403 @@
+"""The PostgreSQL chunk store: pgvector tables searched through langchain-postgres' `PGVectorStore`.
+
+Layout, in one schema: `chainserve_collections` and `chainserve_documents` keep what
+langchain-postgres has no notion of (a collection's embedder, per-document summaries), and one
+vector table per dimension, `chainserve_chunks_<dim>`, holds every collection's chunks of that
+size (a pgvector column has one fixed dimension; a table per embedder would need its name in an
+identifier, and a dimension is a safe one). Search filters that table on the collection column;
+it is exact (no ANN index), which a btree on the collection keeps fast at our sizes and, unlike
+HNSW with a filter, never returns fewer than `k` hits.
+
+Writes do not go through `PGVectorStore`: its `adelete` and `aadd_embeddings` each commit on
+their own connection, so a reader could see a document half replaced. We delete and insert the
+rows in the layout it created, in one transaction that also holds the collection's row lock, so
+concurrent writers to one collection queue and the embedder check cannot race.
+"""
+
+import asyncio
+import json
+import sys
+import uuid
+from typing import Any
+
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+from langchain_postgres import Column, ColumnDict, PGEngine, PGVectorStore
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+
+from chains.retrieval.sqlite_store import (
+    check_embedder,
+    check_vectors,
+    next_updated_at,
+    summarize_document,
+)
+from chains.retrieval.types import Chunk, CollectionInfo, DocumentInfo, Hit
+
+_COLUMNS = ("chainserve_collection", "chainserve_doc_id", "chainserve_chunk_id", "chainserve_idx")
+"""The vector tables' own columns; prefixed because langchain-postgres merges them into each
+result's metadata, where a chunk's own `doc_id` key would otherwise be overwritten."""
+# Serialises DDL across processes (concurrent CREATE ... IF NOT EXISTS can still collide).
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('chainserve_chunk_store'))")
+_ID_NAMESPACE = uuid.UUID("5b0c7f8e-3c1e-4b8e-9a57-0c2a4b9d6e11")
+
+
+class _NoEmbeddings(Embeddings):
+    """`PGVectorStore` wants an embedding model; this store is always handed vectors."""
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        raise NotImplementedError("PgChunkStore stores and searches given vectors only")
+
+    def embed_query(self, text: str) -> list[float]:
+        raise NotImplementedError("PgChunkStore stores and searches given vectors only")
+
+
+def async_url(url: str) -> str:
+    """A `postgresql://` URL with psycopg's async driver (libpq URLs, `sslmode` and all);
+    an explicit `+driver` is kept."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _table(dim: int) -> str:
+    return f"chainserve_chunks_{int(dim)}"
+
+
+def _column_types() -> list[Column | ColumnDict]:
+    return [
+        Column(_COLUMNS[0], "TEXT", nullable=False),
+        Column(_COLUMNS[1], "TEXT", nullable=False),
+        Column(_COLUMNS[2], "TEXT", nullable=False),
+        Column(_COLUMNS[3], "INTEGER", nullable=False),
+    ]
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+class PgChunkStore:
+    """Chunks in PostgreSQL with pgvector. Connections are pooled and bound to the event loop
+    of first use; `aclose()` disposes of them."""
+
+    def __init__(self, url: str, *, schema: str = "public", **engine_options: Any) -> None:
+        self._engine = create_async_engine(async_url(url), **engine_options)
+        self._pg = PGEngine.from_engine(self._engine)  # no loop: runs on the caller's loop
+        self._schema = schema
+        self._s = _quote(schema)
+        self._ready = False
+        self._vector_stores: dict[int, PGVectorStore] = {}
+        self._ddl_lock = asyncio.Lock()
+
+    async def _setup(self) -> None:
+        if self._ready:
+            return
+        async with self._engine.begin() as conn:
+            await conn.execute(_ADVISORY_LOCK)
+            await _create_extension(conn)
+            await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {self._s}"))
+            for statement in _SCHEMA:
+                await conn.execute(text(self._sql(statement)))
+        self._ready = True
+
+    async def _vector_store(self, dim: int) -> PGVectorStore:
+        """The `PGVectorStore` over the `dim`-dimensional table, which is created on first use."""
+        if dim not in self._vector_stores:
+            # One creator per process: the others would hold pool connections while waiting
+            # for the advisory lock, which the creator may need.
+            async with self._ddl_lock:
+                if dim not in self._vector_stores:
+                    await self._create_table(dim)
+                    self._vector_stores[dim] = await PGVectorStore.create(
+                        self._pg,
+                        _NoEmbeddings(),
+                        _table(dim),
+                        schema_name=self._schema,
+                        metadata_columns=list(_COLUMNS),
+                    )
+        return self._vector_stores[dim]
+
+    async def _create_table(self, dim: int) -> None:
+        table = _table(dim)
+        async with self._engine.begin() as conn:
+            await conn.execute(_ADVISORY_LOCK)
+            name = f'{self._s}."{table}"'
+            if not await conn.scalar(text("SELECT to_regclass(:n) IS NOT NULL"), {"n": name}):
+                # langchain-postgres lays the table out (on a connection of its own).
+                await self._pg.ainit_vectorstore_table(
+                    table, dim, schema_name=self._schema, metadata_columns=_column_types()
+                )
+            await conn.execute(text(_INDEX.format(t=self._qualified(dim), name=f"{table}_by_doc")))
+
+    async def replace_document(
+        self,
+        collection: str,
+        doc_id: str,
+        chunks: list[Chunk],
+        vectors: list[list[float]],
+        embedder: str,
+    ) -> None:
+        matrix = check_vectors(chunks, vectors)
+        dim = int(matrix.shape[1]) if chunks else None
+        title, metadata = summarize_document(chunks)
+        rows = _chunk_rows(collection, doc_id, chunks, matrix.tolist())
+        await self._setup()
+        if dim is not None:
+            await self._vector_store(dim)  # DDL first, outside the data transaction
+        async with self._engine.begin() as conn:
+            await conn.execute(text(self._sql(_ADD_COLLECTION)), {"n": collection})
+            stored = await self._stored(conn, collection, lock=True)
+            assert stored is not None
+            check_embedder(collection, stored.embedder, stored.dim, embedder, dim)
+            now = next_updated_at(stored.updated_at)
+            await conn.execute(
+                text(self._sql(_SET_EMBEDDER)),
+                {"n": collection, "e": embedder, "dim": dim, "now": now},
+            )
+            await self._delete_chunks(conn, stored.dim, collection, doc_id)
+            values = {"c": collection, "d": doc_id, "title": title, "n": len(chunks), "now": now}
+            await conn.execute(
+                text(self._sql(_PUT_DOCUMENT)), {**values, "meta": json.dumps(metadata)}
+            )
+            if dim is not None and rows:
+                await conn.execute(text(_INSERT_CHUNKS.format(t=self._qualified(dim))), rows)
+
+    async def delete_document(self, collection: str, doc_id: str) -> bool:
+        await self._setup()
+        async with self._engine.begin() as conn:
+            stored = await self._stored(conn, collection, lock=True)
+            if stored is None:
+                return False
+            deleted = await conn.execute(
+                text(self._sql(_DELETE_DOCUMENT)), {"c": collection, "d": doc_id}
+            )
+            if deleted.first() is None:
+                return False
+            await self._delete_chunks(conn, stored.dim, collection, doc_id)
+            now = next_updated_at(stored.updated_at)
+            await conn.execute(text(self._sql(_TOUCH)), {"n": collection, "now": now})
+            return True
+
+    async def delete_collection(self, collection: str) -> bool:
+        await self._setup()
+        async with self._engine.begin() as conn:
+            stored = await self._stored(conn, collection, lock=True)
+            if stored is None:
+                return False
+            await self._delete_chunks(conn, stored.dim, collection, None)
+            # Its documents go with it (ON DELETE CASCADE).
+            await conn.execute(text(self._sql(_DELETE_COLLECTION)), {"n": collection})
+            return True
+
+    async def collections(self) -> list[CollectionInfo]:
+        await self._setup()
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                text(self._sql(_COLLECTIONS) + ' ORDER BY c.name COLLATE "C"')
+            )
+            return [CollectionInfo(*row) for row in rows]
+
+    async def collection(self, name: str) -> CollectionInfo | None:
+        await self._setup()
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                text(self._sql(_COLLECTIONS) + " HAVING c.name = :n"), {"n": name}
+            )
+            row = rows.first()
+            return None if row is None else CollectionInfo(*row)
+
+    async def documents(self, collection: str) -> list[DocumentInfo]:
+        await self._setup()
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(text(self._sql(_DOCUMENTS)), {"c": collection})
+            return [DocumentInfo(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
+
+    async def search(
+        self,
+        collection: str,
+        vector: list[float],
+        embedder: str,
+        k: int,
+        *,
+        mmr: bool = False,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+    ) -> list[Hit]:
+        await self._setup()
+        async with self._engine.connect() as conn:
+            stored = await self._stored(conn, collection)
+        if stored is None or stored.embedder is None:
+            return []
+        check_embedder(collection, stored.embedder, stored.dim, embedder, len(vector))
+        if stored.dim is None or k <= 0:
+            return []
+        store = await self._vector_store(stored.dim)
+        where = {_COLUMNS[0]: collection}
+        if mmr:
+            found = await store.amax_marginal_relevance_search_with_score_by_vector(
+                vector,
+                k=k,
+                fetch_k=max(fetch_k, k),
+                # langchain-postgres reads 0 as "not given" (its default is 0.5).
+                lambda_mult=lambda_mult or sys.float_info.min,
+                filter=where,
+            )
+        else:
+            found = await store.asimilarity_search_with_score_by_vector(vector, k=k, filter=where)
+        return sorted((_hit(document, distance) for document, distance in found), key=_by_score)
+
+    async def chunks(self, collection: str) -> list[Chunk]:
+        await self._setup()
+        async with self._engine.connect() as conn:
+            stored = await self._stored(conn, collection)
+            if stored is None or stored.dim is None:
+                return []
+            sql = _CHUNKS.format(t=self._qualified(stored.dim))
+            rows = await conn.execute(text(sql), {"c": collection})
+            return [Chunk(r[0], r[1], r[2], json.loads(r[3]) or {}) for r in rows]
+
+    async def aclose(self) -> None:
+        self._vector_stores.clear()
+        await self._pg.close()
+
+    def _sql(self, template: str) -> str:
+        return template.format(s=self._s)
+
+    def _qualified(self, dim: int) -> str:
+        return f'{self._s}."{_table(dim)}"'
+
+    async def _stored(self, conn: AsyncConnection, collection: str, *, lock: bool = False) -> Any:
+        """The collection's row (`embedder`, `dim`, `updated_at`), or None. With `lock`, other
+        writers to the collection wait until this transaction ends."""
+        sql = self._sql(_STORED + (" FOR UPDATE" if lock else ""))
+        return (await conn.execute(text(sql), {"n": collection})).first()
+
+    async def _delete_chunks(
+        self, conn: AsyncConnection, dim: int | None, collection: str, doc_id: str | None
+    ) -> None:
+        """Delete a document's chunks, or with no `doc_id` the whole collection's."""
+        if dim is None:
+            return  # the collection has no vectors yet, so no table holds its chunks
+        sql = _DELETE_CHUNKS if doc_id is None else _DELETE_CHUNKS + " AND chainserve_doc_id = :d"
+        await conn.execute(text(sql.format(t=self._qualified(dim))), {"c": collection, "d": doc_id})
+
+
+class PgVectorUnavailableError(RuntimeError):
+    """The database lacks pgvector and this user cannot enable it."""
+
+
+async def _create_extension(conn: AsyncConnection) -> None:
+    if await conn.scalar(text("SELECT 1 FROM pg_extension WHERE extname = 'vector'")):
+        return  # enabled already: no privilege needed
+    try:
+        await conn.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
+    except DBAPIError as error:
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        raise PgVectorUnavailableError(
+            f"the pgvector extension is not enabled in this database and could not be "
+            f"enabled ({reason}): install pgvector on the server and run "
+            "`CREATE EXTENSION vector` as the database owner or a superuser"
+        ) from error
+
+
+def _chunk_rows(
+    collection: str, doc_id: str, chunks: list[Chunk], vectors: list[list[float]]
+) -> list[dict[str, Any]]:
+    return [
+        {
+            # Derived from the row's place, so a document's rows keep their ids across replaces.
+            "id": uuid.uuid5(_ID_NAMESPACE, json.dumps([collection, doc_id, i])),
+            "text": chunk.text,
+            "vector": json.dumps(vector),
+            "collection": collection,
+            "doc_id": doc_id,
+            "chunk_id": chunk.id,
+            "idx": i,
+            "metadata": json.dumps(chunk.metadata),
+        }
+        for i, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True))
+    ]
+
+
+def _hit(document: Document, distance: float) -> Hit:
+    metadata = dict(document.metadata)
+    _, doc_id, chunk_id, _ = (metadata.pop(column) for column in _COLUMNS)
+    return Hit(Chunk(chunk_id, doc_id, document.page_content, metadata), 1.0 - float(distance))
+
+
+def _by_score(hit: Hit) -> float:
+    """Best first (MMR's picks come back in table order)."""
+    return -hit.score
+
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS {s}.chainserve_collections (
+        name TEXT PRIMARY KEY,
+        embedder TEXT,
+        dim INTEGER,
+        updated_at DOUBLE PRECISION NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS {s}.chainserve_documents (
+        collection TEXT NOT NULL REFERENCES {s}.chainserve_collections (name) ON DELETE CASCADE,
+        doc_id TEXT NOT NULL,
+        title TEXT,
+        metadata JSONB NOT NULL,
+        chunks INTEGER NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (collection, doc_id)
+    )""",
+)
+_INDEX = (
+    'CREATE INDEX IF NOT EXISTS "{name}" ON {t} '
+    "(chainserve_collection, chainserve_doc_id, chainserve_idx)"
+)
+_STORED = "SELECT embedder, dim, updated_at FROM {s}.chainserve_collections WHERE name = :n"
+_DELETE_COLLECTION = "DELETE FROM {s}.chainserve_collections WHERE name = :n"
+_DELETE_CHUNKS = "DELETE FROM {t} WHERE chainserve_collection = :c"
+_ADD_COLLECTION = (
+    "INSERT INTO {s}.chainserve_collections VALUES (:n, NULL, NULL, 0) ON CONFLICT DO NOTHING"
+)
+_SET_EMBEDDER = (
+    "UPDATE {s}.chainserve_collections SET embedder = :e, dim = COALESCE(:dim, dim), "
+    "updated_at = :now WHERE name = :n"
+)
+_PUT_DOCUMENT = (
+    "INSERT INTO {s}.chainserve_documents "
+    "VALUES (:c, :d, :title, CAST(:meta AS jsonb), :n, :now) "
+    "ON CONFLICT (collection, doc_id) DO UPDATE SET title = excluded.title, "
+    "metadata = excluded.metadata, chunks = excluded.chunks, updated_at = excluded.updated_at"
+)
+_DELETE_DOCUMENT = (
+    "DELETE FROM {s}.chainserve_documents WHERE collection = :c AND doc_id = :d RETURNING 1"
+)
+# An emptied collection forgets its embedder (and, with no chunks left, its dimension).
+_TOUCH = """UPDATE {s}.chainserve_collections SET updated_at = :now,
+    embedder = CASE WHEN EXISTS (
+        SELECT 1 FROM {s}.chainserve_documents WHERE collection = :n) THEN embedder END,
+    dim = CASE WHEN EXISTS (
+        SELECT 1 FROM {s}.chainserve_documents WHERE collection = :n AND chunks > 0) THEN dim END
+    WHERE name = :n"""
+_COLLECTIONS = (
+    "SELECT c.name, COUNT(d.doc_id), COALESCE(SUM(d.chunks), 0), c.embedder, c.updated_at "
+    "FROM {s}.chainserve_collections c LEFT JOIN {s}.chainserve_documents d "
+    "ON d.collection = c.name GROUP BY c.name"
+)
+_DOCUMENTS = (
+    "SELECT doc_id, title, chunks, CAST(metadata AS text), updated_at "
+    'FROM {s}.chainserve_documents WHERE collection = :c ORDER BY doc_id COLLATE "C"'
+)
+_INSERT_CHUNKS = (
+    "INSERT INTO {t} (langchain_id, content, embedding, chainserve_collection, "
+    "chainserve_doc_id, chainserve_chunk_id, chainserve_idx, langchain_metadata) "
+    "VALUES (:id, :text, CAST(:vector AS vector), :collection, :doc_id, :chunk_id, :idx, "
+    "CAST(:metadata AS json))"
+)
+_CHUNKS = (
+    "SELECT chainserve_chunk_id, chainserve_doc_id, content, CAST(langchain_metadata AS text) "
+    'FROM {t} WHERE chainserve_collection = :c ORDER BY chainserve_doc_id COLLATE "C", '
+    "chainserve_idx"
+)

@@ -1,0 +1,353 @@
+"""The embedded chunk store: collections of embedded chunks in one SQLite file, searched with numpy.
+
+A collection exists from its first ingested document until it is deleted: removing its last
+document leaves it empty, with no embedder, so it may then be re-filled with another model's
+vectors. Vectors are stored normalised (float32), so cosine similarity is a dot product over a
+per-collection matrix kept in memory. The cache is keyed by the collection's `updated_at`,
+which every write moves strictly forward, so a write from another process (several workers on
+one file) is noticed too.
+"""
+
+import asyncio
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+from langchain_core.vectorstores.utils import maximal_marginal_relevance
+
+from chains.retrieval.types import Chunk, CollectionInfo, DocumentInfo, EmbedderMismatchError, Hit
+
+T = TypeVar("T")
+Matrix = npt.NDArray[np.float32]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS collections (
+    name TEXT PRIMARY KEY,
+    embedder TEXT,
+    dim INTEGER,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS documents (
+    collection TEXT NOT NULL,
+    doc_id TEXT NOT NULL,
+    title TEXT,
+    metadata TEXT NOT NULL,
+    chunks INTEGER NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (collection, doc_id)
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    collection TEXT NOT NULL,
+    doc_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    text TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    embedding BLOB NOT NULL,
+    PRIMARY KEY (collection, doc_id, idx)
+);
+"""
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """A collection's chunks and their normalised vectors (row i is chunk i)."""
+
+    updated_at: float
+    chunks: list[Chunk]
+    matrix: Matrix
+
+
+def normalised(vectors: list[list[float]] | Matrix) -> Matrix:
+    """Rows scaled to unit length (zero rows stay zero), so a dot product is a cosine."""
+    matrix = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=-1, keepdims=True)
+    result: Matrix = np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
+    return result
+
+
+def check_vectors(chunks: list[Chunk], vectors: list[list[float]]) -> Matrix:
+    """The vectors as a (chunks x dimensions) matrix; one vector per chunk, all one length."""
+    if len(chunks) != len(vectors):
+        raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+    if not vectors:
+        return np.zeros((0, 0), dtype=np.float32)
+    matrix = np.asarray(vectors, dtype=np.float32)  # ValueError when lengths differ
+    if matrix.ndim != 2 or matrix.shape[1] == 0:
+        raise ValueError("vectors must be non-empty lists of numbers")
+    return matrix
+
+
+def check_embedder(
+    collection: str, stored: str | None, stored_dim: int | None, asked: str, dim: int | None
+) -> None:
+    """Raise unless vectors from `asked` (of `dim` dimensions) fit the collection."""
+    if stored is not None and stored != asked:
+        raise EmbedderMismatchError(collection, stored, asked)
+    if stored_dim is not None and dim is not None and stored_dim != dim:
+        raise ValueError(
+            f"collection {collection!r} holds {stored_dim}-dimensional vectors, not {dim}"
+        )
+
+
+def next_updated_at(previous: float | None) -> float:
+    """Now, but always after `previous`: `updated_at` then changes on every write, so it is a
+    cheap version for caches (BM25, the vector matrix) even when two writes share a clock tick."""
+    now = time.time()
+    return now if previous is None else max(now, previous + 1e-6)
+
+
+def summarize_document(chunks: list[Chunk]) -> tuple[str | None, dict[str, Any]]:
+    """A document's title and metadata, from its chunks: the metadata every chunk shares (the
+    store is given chunks only; a chunk's metadata is its document's plus its own)."""
+    shared = dict(chunks[0].metadata) if chunks else {}
+    for chunk in chunks[1:]:
+        shared = {k: v for k, v in shared.items() if k in chunk.metadata and chunk.metadata[k] == v}
+    title = shared.get("title")
+    return (title if isinstance(title, str) else None), shared
+
+
+class SQLiteChunkStore:
+    """Chunks in a SQLite file; database work runs in worker threads so the event loop never
+    blocks, on one connection guarded by a lock. Search returns hits best first (MMR's picks
+    too); hits and `chunks()` share the cached `Chunk`s, so callers must not mutate them."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        self._cache: dict[str, _Loaded] = {}
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # The busy timeout from the start: switching to WAL takes a lock that another
+            # worker opening the same file at the same moment would otherwise fail on.
+            db = sqlite3.connect(
+                self.path, check_same_thread=False, isolation_level=None, timeout=5.0
+            )
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+            self._db = db
+        return self._db
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T], *, write: bool = False) -> T:
+        """`work` in one transaction (BEGIN IMMEDIATE for writes, so two writers queue instead
+        of failing on upgrade), in a worker thread."""
+
+        def locked() -> T:
+            with self._lock:
+                db = self._connect()
+                db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    result = work(db)
+                except Exception:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+                return result
+
+        return await asyncio.to_thread(locked)
+
+    async def replace_document(
+        self,
+        collection: str,
+        doc_id: str,
+        chunks: list[Chunk],
+        vectors: list[list[float]],
+        embedder: str,
+    ) -> None:
+        matrix = normalised(check_vectors(chunks, vectors))
+        title, metadata = summarize_document(chunks)
+        dim = matrix.shape[1] if chunks else None
+        rows = [
+            (collection, doc_id, i, c.id, c.text, json.dumps(c.metadata), matrix[i].tobytes())
+            for i, c in enumerate(chunks)
+        ]
+
+        def replace(db: sqlite3.Connection) -> None:
+            row = db.execute(
+                "SELECT embedder, dim, updated_at FROM collections WHERE name = ?", (collection,)
+            ).fetchone()
+            stored_embedder, stored_dim, previous = row if row else (None, None, None)
+            check_embedder(collection, stored_embedder, stored_dim, embedder, dim)
+            now = next_updated_at(previous)
+            db.execute(
+                "INSERT INTO collections VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                "embedder = excluded.embedder, dim = COALESCE(excluded.dim, dim), "
+                "updated_at = excluded.updated_at",
+                (collection, embedder, dim, now),
+            )
+            db.execute(
+                "DELETE FROM chunks WHERE collection = ? AND doc_id = ?", (collection, doc_id)
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?)",
+                (collection, doc_id, title, json.dumps(metadata), len(chunks), now),
+            )
+            db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+        await self._run(replace, write=True)
+
+    async def delete_document(self, collection: str, doc_id: str) -> bool:
+        def delete(db: sqlite3.Connection) -> bool:
+            key = (collection, doc_id)
+            db.execute("DELETE FROM chunks WHERE collection = ? AND doc_id = ?", key)
+            if db.execute(
+                "DELETE FROM documents WHERE collection = ? AND doc_id = ?", key
+            ).rowcount:
+                _touch(db, collection)
+                return True
+            return False
+
+        return await self._run(delete, write=True)
+
+    async def delete_collection(self, collection: str) -> bool:
+        def delete(db: sqlite3.Connection) -> bool:
+            db.execute("DELETE FROM chunks WHERE collection = ?", (collection,))
+            db.execute("DELETE FROM documents WHERE collection = ?", (collection,))
+            self._cache.pop(collection, None)
+            return db.execute("DELETE FROM collections WHERE name = ?", (collection,)).rowcount > 0
+
+        return await self._run(delete, write=True)
+
+    async def collections(self) -> list[CollectionInfo]:
+        rows = await self._run(lambda db: db.execute(_COLLECTIONS + " ORDER BY c.name").fetchall())
+        return [_collection_info(row) for row in rows]
+
+    async def collection(self, name: str) -> CollectionInfo | None:
+        sql = _COLLECTIONS + " HAVING c.name = ?"
+        row = await self._run(lambda db: db.execute(sql, (name,)).fetchone())
+        return None if row is None else _collection_info(row)
+
+    async def documents(self, collection: str) -> list[DocumentInfo]:
+        rows = await self._run(
+            lambda db: db.execute(
+                "SELECT doc_id, title, chunks, metadata, updated_at FROM documents "
+                "WHERE collection = ? ORDER BY doc_id",
+                (collection,),
+            ).fetchall()
+        )
+        return [DocumentInfo(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
+
+    async def search(
+        self,
+        collection: str,
+        vector: list[float],
+        embedder: str,
+        k: int,
+        *,
+        mmr: bool = False,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+    ) -> list[Hit]:
+        loaded = await self._load(collection, embedder)
+        if loaded is None or k <= 0 or not loaded.chunks:
+            return []
+        query = normalised(np.asarray(vector, dtype=np.float32))
+        if query.shape[0] != loaded.matrix.shape[1]:
+            raise ValueError(
+                f"query vector has {query.shape[0]} dimensions, "
+                f"collection {collection!r} has {loaded.matrix.shape[1]}"
+            )
+        # The matrix product and MMR are CPU work on up to every chunk: off the loop too.
+        return await asyncio.to_thread(_rank, loaded, query, k, mmr, max(fetch_k, k), lambda_mult)
+
+    async def chunks(self, collection: str) -> list[Chunk]:
+        loaded = await self._load(collection, None)
+        return [] if loaded is None else list(loaded.chunks)
+
+    async def _load(self, collection: str, embedder: str | None) -> _Loaded | None:
+        """The collection's cached chunks and matrix, re-read when another write happened;
+        None for an unknown or empty collection. Checks `embedder` when given."""
+
+        def load(db: sqlite3.Connection) -> _Loaded | None:
+            row = db.execute(
+                "SELECT embedder, dim, updated_at FROM collections WHERE name = ?", (collection,)
+            ).fetchone()
+            if row is None or row[0] is None:
+                return None
+            if embedder is not None:
+                check_embedder(collection, row[0], None, embedder, None)
+            cached = self._cache.get(collection)
+            if cached is not None and cached.updated_at == row[2]:
+                return cached
+            loaded = _read_collection(db, collection, row[1], row[2])
+            self._cache[collection] = loaded
+            return loaded
+
+        return await self._run(load)
+
+    async def aclose(self) -> None:
+        def close() -> None:
+            with self._lock:
+                if self._db is not None:
+                    self._db.close()
+                    self._db = None
+                self._cache.clear()
+
+        await asyncio.to_thread(close)
+
+
+_COLLECTIONS = (
+    "SELECT c.name, c.embedder, c.updated_at, COUNT(d.doc_id), COALESCE(SUM(d.chunks), 0) "
+    "FROM collections c LEFT JOIN documents d ON d.collection = c.name GROUP BY c.name"
+)
+
+
+def _collection_info(row: tuple[Any, ...]) -> CollectionInfo:
+    name, embedder, updated_at, documents, chunks = row
+    return CollectionInfo(name, documents, chunks, embedder, updated_at)
+
+
+def _touch(db: sqlite3.Connection, collection: str) -> None:
+    """Move `updated_at` on; an emptied collection forgets its embedder."""
+    (previous,) = db.execute(
+        "SELECT updated_at FROM collections WHERE name = ?", (collection,)
+    ).fetchone()
+    db.execute(
+        "UPDATE collections SET updated_at = ?, "
+        "embedder = CASE WHEN EXISTS (SELECT 1 FROM documents WHERE collection = name) "
+        "THEN embedder END, "
+        "dim = CASE WHEN EXISTS (SELECT 1 FROM chunks WHERE collection = name) THEN dim END "
+        "WHERE name = ?",
+        (next_updated_at(previous), collection),
+    )
+
+
+def _read_collection(
+    db: sqlite3.Connection, collection: str, dim: int | None, updated_at: float
+) -> _Loaded:
+    rows = db.execute(
+        "SELECT id, doc_id, text, metadata, embedding FROM chunks "
+        "WHERE collection = ? ORDER BY doc_id, idx",
+        (collection,),
+    ).fetchall()
+    chunks = [Chunk(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+    matrix = np.frombuffer(b"".join(r[4] for r in rows), dtype=np.float32)
+    return _Loaded(updated_at, chunks, matrix.reshape(len(rows), dim or 0))
+
+
+def _rank(
+    loaded: _Loaded, query: Matrix, k: int, mmr: bool, fetch_k: int, lambda_mult: float
+) -> list[Hit]:
+    scores = loaded.matrix @ query
+    nearest = _top(scores, fetch_k if mmr else k)
+    if mmr:
+        candidates = loaded.matrix[nearest].tolist()
+        picked = maximal_marginal_relevance(query, candidates, lambda_mult=lambda_mult, k=k)
+        nearest = nearest[sorted(picked)]  # best first, like plain search, not in pick order
+    return [Hit(loaded.chunks[i], float(scores[i])) for i in nearest]
+
+
+def _top(scores: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.intp]:
+    """Indices of the `k` highest scores, highest first (argpartition: no full sort)."""
+    part = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+    return part[np.argsort(-scores[part], kind="stable")]
