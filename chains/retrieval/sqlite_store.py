@@ -114,6 +114,20 @@ def summarize_document(chunks: list[Chunk]) -> tuple[str | None, dict[str, Any]]
     return (title if isinstance(title, str) else None), shared
 
 
+def _patiently(call: Callable[[], object]) -> None:
+    """Run `call`, waiting out another process's lock. SQLite answers some lock conflicts
+    (another connection switching the file to WAL or creating the schema at the same moment)
+    with an immediate "database is locked" that its busy timeout does not cover."""
+    for attempt in range(10):
+        try:
+            call()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 9:
+                raise
+            time.sleep(min(0.01 * 2**attempt, 1.0))
+
+
 class SQLiteChunkStore:
     """Chunks in a SQLite file; database work runs in worker threads so the event loop never
     blocks, on one connection guarded by a lock. Search returns hits best first (MMR's picks
@@ -133,8 +147,12 @@ class SQLiteChunkStore:
             db = sqlite3.connect(
                 self.path, check_same_thread=False, isolation_level=None, timeout=5.0
             )
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
+            try:
+                _patiently(lambda: db.execute("PRAGMA journal_mode=WAL"))
+                _patiently(lambda: db.executescript(_SCHEMA))
+            except BaseException:
+                db.close()  # never leave a half-set-up connection holding a lock
+                raise
             self._db = db
         return self._db
 
@@ -145,7 +163,7 @@ class SQLiteChunkStore:
         def locked() -> T:
             with self._lock:
                 db = self._connect()
-                db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                _patiently(lambda: db.execute("BEGIN IMMEDIATE" if write else "BEGIN"))
                 try:
                     result = work(db)
                 except Exception:
