@@ -69,7 +69,7 @@ _OPENAI_CAUSES = {
 
 REFUSALS = (400, 401, 413, 429)
 """What the middleware may answer on any route but /health."""
-RUN_FAILURES = (*REFUSALS, 404, 502, 503, 504)
+RUN_FAILURES = (*REFUSALS, 404, 409, 502, 503, 504)
 """What a route that runs a chain may answer besides its own validation errors."""
 
 

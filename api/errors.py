@@ -8,6 +8,7 @@ import httpx
 import httpx2
 import openai
 
+from chains.retrieval.types import EmbedderMismatchError
 from chains.upstream_client import UpstreamConnectError
 
 logger = logging.getLogger("chainserve.errors")
@@ -27,6 +28,7 @@ ErrorCode = Literal[
     "not_found",
     "method_not_allowed",
     "conflict",
+    "embedder_mismatch",
     "gone",
     "upstream_auth",
     "upstream_bad_request",
@@ -112,6 +114,8 @@ def _causes(exc: BaseException) -> list[BaseException]:
 
 def classify(exc: BaseException) -> ChainError:
     """Map an exception raised by a chain to what the client is told."""
+    if isinstance(exc, EmbedderMismatchError):
+        return ChainError(409, "embedder_mismatch", str(exc), False)
     if isinstance(exc, openai.APIStatusError):
         return _upstream_status_error(exc)
     if isinstance(exc, (openai.APITimeoutError, TimeoutError, *_TIMEOUTS)):

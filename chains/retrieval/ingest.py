@@ -7,20 +7,16 @@ section (Markdown, with the headings as `h1`..`h3`).
 """
 
 import hashlib
-import io
-import logging
 import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any, Literal
 
 from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharacterTextSplitter
-from pypdf import PasswordType, PdfReader
-from pypdf.errors import DependencyError
 
+from chains.retrieval.pdf_text import read_pdf
 from chains.retrieval.types import Chunk
-
-logger = logging.getLogger(__name__)
+from chains.retrieval.types import IngestError as IngestError  # re-exported: callers catch it here
 
 DocumentFormat = Literal["text", "markdown", "pdf"]
 
@@ -50,10 +46,6 @@ _HEADERS = [("#", "h1"), ("##", "h2"), ("###", "h3")]
 _ATX_HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 _NOT_SLUG = re.compile(r"[^a-z0-9._-]+")
-
-
-class IngestError(ValueError):
-    """The document cannot be ingested; the message tells the user what to do about it."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +101,7 @@ def ingest_upload(
     fmt = detect_format(filename, content_type)
     ident = document_id(doc_id, filename, data)
     if fmt == "pdf":
-        pages, pdf_title = _read_pdf(data)
+        pages, pdf_title = read_pdf(data)
         return _build(ident, fmt, pages, metadata, filename, pdf_title, chunk_size, chunk_overlap)
     text = _decode(data, filename)
     return _build(ident, fmt, [text], metadata, filename, None, chunk_size, chunk_overlap)
@@ -220,58 +212,6 @@ def _decode(data: bytes, filename: str | None) -> str:
             f"{shown} not UTF-8 text (invalid byte at offset {exc.start}): "
             "save it as UTF-8 and upload it again"
         ) from None
-
-
-def _read_pdf(data: bytes) -> tuple[list[str], str | None]:
-    """Each page's text, and the title in the PDF's metadata."""
-    protected = IngestError(
-        "the PDF is password-protected: save a copy without a password and upload that"
-    )
-    try:
-        reader = PdfReader(io.BytesIO(data), strict=False)
-        # PdfReader has already tried the empty password, which opens owner-password-only files.
-        if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
-            raise protected
-        pages = [_page_text(reader, index) for index in range(len(reader.pages))]
-    except DependencyError:
-        # pypdf decrypts AES only with the optional `cryptography` package.
-        raise protected from None
-    except IngestError:
-        raise
-    except Exception:  # pypdf raises many kinds (KeyError, ValueError, ...) on broken files
-        logger.info("unreadable PDF", exc_info=True)
-        raise IngestError(
-            "the file is not a readable PDF (it may be damaged or truncated): "
-            "open and save it again, or export it to PDF anew, and upload that"
-        ) from None
-    if not any(page.strip() for page in pages):
-        raise IngestError(
-            "the PDF has no extractable text (it is probably scanned images): "
-            "run OCR on it, or upload a text version"
-        )
-    return pages, _pdf_title(reader)
-
-
-def _page_text(reader: PdfReader, index: int) -> str:
-    """One broken page should not lose the whole document: it counts as empty, and is logged."""
-    try:
-        return reader.pages[index].extract_text()
-    except DependencyError:
-        raise  # AES-128 files open without `cryptography` but their pages do not decrypt
-    except Exception:  # same: any error from pypdf on one page's content
-        logger.warning("could not extract text from PDF page %d", index + 1, exc_info=True)
-        return ""
-
-
-def _pdf_title(reader: PdfReader) -> str | None:
-    try:
-        title = reader.metadata.title if reader.metadata else None
-    except Exception:  # a broken info dictionary only costs us the title
-        logger.info("unreadable PDF metadata", exc_info=True)
-        return None
-    if not isinstance(title, str):
-        return None
-    return title.strip() or None
 
 
 def _check_id(doc_id: str) -> str:

