@@ -2,6 +2,7 @@
 
 import argparse
 import copy
+import json
 import math
 import os
 import sys
@@ -16,6 +17,7 @@ from uvicorn.config import LOGGING_CONFIG
 
 from api.metrics import MULTIPROC_ENV
 from api.settings import Settings
+from api.terminal import DEFAULT_URL, Client, ClientError, chat, parse_config
 
 
 def log_config(level: str, fmt: str = "text") -> dict[str, Any]:
@@ -86,12 +88,68 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
         "--reload", action="store_true", help="restart when code changes (development)"
     )
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    chains = commands.add_parser("chains", help="list the chains a server serves")
+    invoke = commands.add_parser("invoke", help="run a chain once and print its output")
+    invoke.add_argument("name", help="chain name")
+    invoke.add_argument("--input", required=True, help="the chain's input, as JSON")
+    chat = commands.add_parser("chat", help="stream a chain's answers into the terminal")
+    chat.add_argument("name", help="chain name")
+    chat.add_argument("message", nargs="?", help="one message (else stdin, else a prompt)")
+    chat.add_argument("--thread", help="continue this thread (chat chains)")
+    chat.add_argument("--stats", action="store_true", help="print ttft and tokens/s")
+    for client_command in (chains, invoke, chat):
+        client_command.add_argument(
+            "--url", help=f"server (default $CHAINSERVE_URL or {DEFAULT_URL})"
+        )
+        client_command.add_argument("--api-key", help="API key (default $CHAINSERVE_API_KEY)")
+    for configurable in (invoke, chat):
+        configurable.add_argument(
+            "--config", action="append", default=[], metavar="KEY=VALUE", help="configurable key"
+        )
     return parser
+
+
+def _client_command(args: argparse.Namespace) -> int:
+    client = Client(args.url, args.api_key)
+    try:
+        if args.command == "chains":
+            for chain in client.chains():
+                print(f"{chain['name']}\t{chain.get('description', '')}")
+            return 0
+        configurable = parse_config(args.config)
+        if args.command == "invoke":
+            try:
+                chain_input = json.loads(args.input)
+            except ValueError as exc:
+                raise ClientError(f"--input is not JSON: {exc}") from None
+            output = client.invoke(args.name, chain_input, configurable)
+            print(output if isinstance(output, str) else json.dumps(output, indent=2))
+            return 0
+        return chat(client, args.name, args.message, args.thread, configurable, stats=args.stats)
+    except ClientError as exc:
+        print(f"chainserve: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader left (`| head`): stop quietly; closing the stream cancels the run.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    finally:
+        client.close()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     settings = Settings()
-    args = _parser(settings).parse_args(argv)
+    parser = _parser(settings)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # argparse takes positionals only before options: `chat NAME --url U "hi"` leaves "hi".
+        words = [e for e in extra if not e.startswith("-")]
+        if args.command == "chat" and args.message is None and words == extra:
+            args.message = " ".join(words)
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command != "serve":
+        sys.exit(_client_command(args))
     if args.command == "serve":
         if args.workers > 1 and settings.redis_url is None:
             print(
