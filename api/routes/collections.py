@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Request, Response
@@ -14,7 +15,7 @@ from api.error_responses import REFUSALS, error_responses
 from api.errors import RequestError
 from chains.retrieval.ingest import IngestedDocument, IngestError, ingest_text, ingest_upload
 from chains.retrieval.retrievers import COLLECTION_PATTERN
-from chains.retrieval.types import CollectionInfo, DocumentInfo, EmbedderMismatchError
+from chains.retrieval.types import CollectionInfo, EmbedderMismatchError
 
 router = APIRouter(
     prefix="/collections", tags=["collections"], responses=error_responses(*REFUSALS)
@@ -68,23 +69,7 @@ class CollectionList(BaseModel):
 
 
 def _collection_out(info: CollectionInfo) -> CollectionOut:
-    return CollectionOut(
-        name=info.name,
-        documents=info.documents,
-        chunks=info.chunks,
-        embedder=info.embedder,
-        updated_at=info.updated_at,
-    )
-
-
-def _document_out(info: DocumentInfo) -> dict[str, Any]:
-    return {
-        "id": info.id,
-        "title": info.title,
-        "chunks": info.chunks,
-        "metadata": info.metadata,
-        "updated_at": info.updated_at,
-    }
+    return CollectionOut(**asdict(info))
 
 
 def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
@@ -245,7 +230,7 @@ async def get_collection(name: CollectionName, retrieval: RetrievalDep) -> dict[
     documents = await retrieval.store.documents(name)
     return {
         **_collection_out(info).model_dump(),
-        "document_list": [_document_out(d) for d in documents],
+        "document_list": [asdict(d) for d in documents],
     }
 
 
