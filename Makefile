@@ -10,7 +10,7 @@ NODE_DIR := tests/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 NPM := $(shell command -v npm 2>/dev/null)
 
-.PHONY: install node-deps serve test lint typecheck unit format clean lock bench bench-smoke
+.PHONY: install node-deps serve test lint typecheck unit format clean lock bench bench-smoke web-vendor
 
 # Re-install whenever the dependency list or the lock changes.
 $(STAMP): pyproject.toml requirements.lock
@@ -72,3 +72,20 @@ lock: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info $(NODE_DIR)/node_modules
+
+# The developer page's browser libraries, committed in api/static/vendor (no CDN, no build step).
+# Bump a version here, run this, and look at the page (README: "The developer page").
+WEB_VENDOR := marked@18.2.1 dompurify@3.5.0 @highlightjs/cdn-assets@11.12.0
+web-vendor:
+	@tmp=$$(mktemp -d) && out=$(CURDIR)/api/static/vendor && cd $$tmp \
+	  && npm pack --silent $(WEB_VENDOR) >/dev/null \
+	  && for f in *.tgz; do mkdir "$${f%.tgz}" && tar xzf "$$f" -C "$${f%.tgz}"; done \
+	  && sed '/sourceMappingURL/d' marked-*/package/lib/marked.esm.js > $$out/marked.js \
+	  && sed '/sourceMappingURL/d' dompurify-*/package/dist/purify.es.mjs > $$out/purify.js \
+	  && cp highlightjs-cdn-assets-*/package/es/highlight.min.js $$out/highlight.js \
+	  && cp highlightjs-cdn-assets-*/package/styles/github.min.css $$out/highlight-light.css \
+	  && cp highlightjs-cdn-assets-*/package/styles/github-dark.min.css $$out/highlight-dark.css \
+	  && cp marked-*/package/LICENSE $$out/LICENSE.marked \
+	  && cp dompurify-*/package/LICENSE $$out/LICENSE.dompurify \
+	  && cp highlightjs-cdn-assets-*/package/LICENSE $$out/LICENSE.highlight \
+	  && rm -rf $$tmp && echo "updated $$out from $(WEB_VENDOR)"

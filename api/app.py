@@ -30,6 +30,7 @@ from api.routes import openai as openai_routes
 from api.routes import runs as run_routes
 from api.routes import threads as thread_routes
 from api.routes import ui as ui_routes
+from api.routes.page import mount_page
 from api.run_manager import RunManager
 from api.send_watch import CutOffStuckClients
 from api.settings import Settings
@@ -136,6 +137,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ui_routes.router)
     app.include_router(collection_routes.router)
     mount_langserve(app, chains, playground=settings.langserve_playground)
+    if settings.web_page:
+        mount_page(app)
     app.add_middleware(
         CutOffStuckClients, seconds=settings.send_timeout_seconds, prefix="/langserve/"
     )

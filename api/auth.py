@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: every request but `/health` needs an API key once keys are set.
+"""Pure ASGI middleware: every request but `/health` and the developer page's static files
+needs an API key once keys are set (the page asks for a key and sends it on every call).
 
 A key comes as `Authorization: Bearer <key>` or `X-API-Key: <key>`; a browser `EventSource`,
 which cannot send headers, uses a stream token instead (`api/stream_tokens.py`), accepted only
@@ -15,6 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.api_keys import ApiKeys
 from api.asgi_errors import send_error
+from api.page_paths import is_page_file
 from api.request_state import KEY_ID
 from api.stream_tokens import StreamTokens
 
@@ -67,7 +69,7 @@ class RequireApiKey:
         if scope["type"] not in ("http", "websocket") or not self.keys.enabled:
             await self.app(scope, receive, send)
             return
-        if scope["path"] in PUBLIC_PATHS:
+        if scope["path"] in PUBLIC_PATHS or is_page_file(scope["path"]):
             await self.app(scope, receive, send)
             return
         caller = self._identify(scope)

@@ -97,6 +97,9 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     chat.add_argument("message", nargs="?", help="one message (else stdin, else a prompt)")
     chat.add_argument("--thread", help="continue this thread (chat chains)")
     chat.add_argument("--stats", action="store_true", help="print ttft and tokens/s")
+    chat.add_argument(
+        "--plain", action="store_true", help="plain text on a terminal too (no Markdown, spinner)"
+    )
     for client_command in (chains, invoke, chat):
         client_command.add_argument(
             "--url", help=f"server (default $CHAINSERVE_URL or {DEFAULT_URL})"
@@ -125,7 +128,15 @@ def _client_command(args: argparse.Namespace) -> int:
             output = client.invoke(args.name, chain_input, configurable)
             print(output if isinstance(output, str) else json.dumps(output, indent=2))
             return 0
-        return chat(client, args.name, args.message, args.thread, configurable, stats=args.stats)
+        return chat(
+            client,
+            args.name,
+            args.message,
+            args.thread,
+            configurable,
+            stats=args.stats,
+            plain=args.plain,
+        )
     except ClientError as exc:
         print(f"chainserve: {exc}", file=sys.stderr)
         return 1

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api.asgi_errors import send_error
 from api.body_guard import BODY
 from api.limit_counts import RequestRate, StreamSlots
+from api.page_paths import is_page_file
 from api.request_state import HOLD_STREAM_SLOT, KEY_ID
 
 # `\n?\Z`, not `$`: an encoded newline at the end of a path still reaches the route (Starlette's
@@ -105,7 +106,7 @@ class LimitPerCaller:
         """The slot each running run holds, so its caller can rejoin it without another."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in _UNLIMITED:
+        if scope["type"] != "http" or scope["path"] in _UNLIMITED or is_page_file(scope["path"]):
             await self.app(scope, receive, send)
             return
         caller = caller_of(scope)

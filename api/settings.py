@@ -87,6 +87,7 @@ class Settings(BaseSettings):
     langserve_playground: bool = Field(
         True, validation_alias=_env("CHAINSERVE_LANGSERVE_PLAYGROUND")
     )
+    web_page: bool = Field(True, validation_alias=_env("CHAINSERVE_WEB_PAGE"))
     metrics: bool = Field(True, validation_alias=_env("CHAINSERVE_METRICS"))
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, validation_alias=_env("CHAINSERVE_API_KEYS")

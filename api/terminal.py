@@ -1,19 +1,21 @@
 """The terminal client: `chainserve chains`, `invoke` and `chat` against any chainserve.
 
 Plain HTTP and SSE through httpx, so it talks to a local server or a remote one behind keys.
-Tokens are written as they arrive; Ctrl-C closes the stream, which the server sees as a
-hang-up and cancels the run.
+Tokens are shown as they arrive (how: api/terminal_render.py); Ctrl-C closes the stream, which
+the server sees as a hang-up and cancels the run.
 """
 
 import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any
 
 import httpx
+
+from api.terminal_render import answer_view, print_sources, styled_output
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -103,8 +105,12 @@ class Client:
     def new_thread(self) -> str:
         return str(self._json("POST", "/threads")["thread_id"])
 
-    def stream(self, name: str, body: dict[str, Any], out: TextIO) -> dict[str, Any]:
-        """Write the run's text to `out` as it arrives; return its `end` summary."""
+    def stream(
+        self, name: str, body: dict[str, Any], on_text: Callable[[str], None]
+    ) -> dict[str, Any]:
+        """Pass the run's text to `on_text` as it arrives; return its `end` summary, which
+        holds the `sources` a retrieval chain announced."""
+        sources: list[dict[str, Any]] | None = None
         try:
             with self.http.stream("POST", f"/chains/{name}/stream", json=body) as response:
                 if response.status_code >= 400:
@@ -112,11 +118,13 @@ class Client:
                     raise ClientError(_error_text(response))
                 for event in sse_events(response.iter_lines()):
                     if event.event == "data":
-                        text = _text(event.json())
-                        out.write(text)
-                        out.flush()
+                        on_text(_text(event.json()))
+                    elif event.event == "sources":
+                        sources = _sources(event.json())
                     elif event.event == "end":
                         summary: dict[str, Any] = event.json()
+                        if sources is not None:
+                            summary.setdefault("sources", sources)
                         return summary
                     elif event.event == "error":
                         raise ClientError(event.json().get("message", "the run failed"))
@@ -131,6 +139,12 @@ def _text(chunk: Any) -> str:
     if isinstance(chunk, dict) and isinstance(chunk.get("content"), str):
         return str(chunk["content"])
     return ""
+
+
+def _sources(data: Any) -> list[dict[str, Any]]:
+    """The `sources` event's list (sent as `{"sources": [...]}`), keeping only objects."""
+    listed = data.get("sources") if isinstance(data, dict) else data
+    return [s for s in listed if isinstance(s, dict)] if isinstance(listed, list) else []
 
 
 def _error_text(response: httpx.Response) -> str:
@@ -174,12 +188,15 @@ def run_turn(
     configurable: dict[str, Any],
     *,
     stats: bool,
+    plain: bool = False,
 ) -> None:
     body = {**input_for(chain, message, thread), "config": {"configurable": configurable}}
+    styled = styled_output(plain=plain)
     started = time.monotonic()
-    summary = client.stream(chain["name"], body, sys.stdout)
-    if sys.stdout.isatty():
-        sys.stdout.write("\n")  # piped, the output is exactly the chain's
+    with answer_view(styled=styled) as view:
+        summary = client.stream(chain["name"], body, view.write)
+    if summary.get("sources"):
+        print_sources(summary["sources"], styled=styled)
     if stats:
         print(stats_line(summary, time.monotonic() - started), file=sys.stderr)
 
@@ -192,6 +209,7 @@ def chat(
     configurable: dict[str, Any],
     *,
     stats: bool,
+    plain: bool = False,
 ) -> int:
     """One turn with MESSAGE (or stdin when piped), else a conversation at a prompt."""
     chain = client.chain(name)
@@ -199,7 +217,7 @@ def chat(
         message = sys.stdin.read()
     if message is not None:
         try:
-            run_turn(client, chain, message, thread, configurable, stats=stats)
+            run_turn(client, chain, message, thread, configurable, stats=stats, plain=plain)
         except KeyboardInterrupt:
             print("\n[cancelled]", file=sys.stderr)
             return 130
@@ -219,7 +237,7 @@ def chat(
         if not line.strip():
             continue
         try:
-            run_turn(client, chain, line, thread, configurable, stats=stats)
+            run_turn(client, chain, line, thread, configurable, stats=stats, plain=plain)
         except KeyboardInterrupt:
             print("\n[cancelled]", file=sys.stderr)
         except ClientError as exc:

@@ -5,6 +5,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import PydanticUserError, TypeAdapter
 
 from api.deps import ChainDep, ChainsDep, ModelInfoDep, RunsDep, SettingsDep, ThreadsDep
 from api.encoding import to_jsonable
@@ -45,6 +46,14 @@ def _options(annotation: Any) -> list[Any] | None:
     return None
 
 
+def _value_schema(annotation: Any) -> dict[str, Any]:
+    """The JSON schema of a configurable key's value (type, bounds, pattern) for forms."""
+    try:
+        return TypeAdapter(annotation).json_schema()
+    except PydanticUserError:  # a type pydantic cannot describe: say nothing rather than fail
+        return {}
+
+
 def _describe(chain: RegisteredChain) -> dict[str, Any]:
     configurable = [
         {
@@ -53,6 +62,7 @@ def _describe(chain: RegisteredChain) -> dict[str, Any]:
             "description": spec.description,
             "default": getattr(spec.default, "value", spec.default),
             "options": _options(spec.annotation),
+            "schema": _value_schema(spec.annotation),
         }
         for spec in chain.configurable.values()
     ]

@@ -1,0 +1,91 @@
+// A pane: one configuration of the chain (its controls) and the transcript of its runs.
+// Side-by-side compare is two panes fed the same input.
+
+import { apiKey, endpoint } from "./api.js";
+import { buildControls } from "./controls.js";
+import { curlCommand } from "./curl.js";
+import { streamRun } from "./run.js";
+import { AnswerView, sentBubble } from "./turn.js";
+
+export class Pane {
+  // The last argument starts it from another pane: its conversation and knobs (compare, "New").
+  constructor(label, chain, parent, { history = [], values = {} } = {}) {
+    this.chain = chain;
+    this.isChat = "messages" in (chain.input_schema.properties ?? {});
+    this.history = structuredClone(history);
+    this.running = null;
+    this.section = document.createElement("section");
+    this.section.className = "pane";
+    this.section.dataset.pane = label;
+    const head = document.createElement("header");
+    const knobs = document.createElement("div");
+    knobs.className = "knobs";
+    head.append(Object.assign(document.createElement("h2"), { className: "pane-label", textContent: label }), knobs);
+    this.transcript = document.createElement("div");
+    this.transcript.className = "transcript";
+    this.transcript.setAttribute("aria-live", "polite");
+    this.section.append(head, this.transcript);
+    parent.append(this.section);
+    this.controls = buildControls(chain.configurable, knobs, values);
+    for (const message of this.history) this.replay(message);
+  }
+
+  replay(message) {
+    if (message.role === "user") return this.transcript.append(sentBubble(message.content));
+    const answer = new AnswerView(null);
+    answer.content = message.content;
+    answer.finish("done");
+    answer.facts.textContent = "from the conversation so far";
+    this.transcript.append(answer.article);
+  }
+
+  // The request body for `input`: chats send the conversation so far (or, on a server-side
+  // thread, only the new message); other chains send the form's values.
+  body(input) {
+    const configurable = this.controls.values();
+    const body = {};
+    if (this.isChat) {
+      const message = { role: "user", content: input };
+      body.input = { messages: configurable.thread_id ? [message] : [...this.history, message] };
+    } else {
+      body.input = input;
+    }
+    if (Object.keys(configurable).length) body.config = { configurable };
+    return body;
+  }
+
+  async send(input) {
+    const body = this.body(input);
+    const url = endpoint(`chains/${encodeURIComponent(this.chain.name)}/stream`);
+    const sent = sentBubble(this.isChat ? input : JSON.stringify(input, null, 2));
+    const answer = new AnswerView(curlCommand(url, body, Boolean(apiKey())));
+    this.transcript.append(sent, answer.article);
+    this.transcript.scrollTop = this.transcript.scrollHeight; // and it follows the answer (turn.js)
+    this.running = new AbortController();
+    const status = await streamRun(this.chain.name, body, this.running.signal, answer);
+    this.running = null;
+    if (this.isChat && status !== "failed") {
+      // A stopped answer stays in the conversation as far as it got, as in any chat app.
+      this.history.push({ role: "user", content: input });
+      if (answer.content) this.history.push({ role: "assistant", content: answer.content });
+    } else if (this.isChat) {
+      sent.classList.add("left-out");
+      sent.title = "The run failed: this message is not part of the conversation sent next.";
+    }
+    return answer;
+  }
+
+  // What a new pane needs to start where this one is.
+  snapshot({ withHistory }) {
+    return { history: withHistory ? this.history : [], values: this.controls.values() };
+  }
+
+  stop() {
+    this.running?.abort();
+  }
+
+  remove() {
+    this.stop();
+    this.section.remove();
+  }
+}

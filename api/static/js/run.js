@@ -1,0 +1,51 @@
+// One streamed run: POST /chains/{name}/stream, its events handed to a view as they arrive.
+
+import { endpoint, errorFrom, requestHeaders, unreachable, ApiError } from "./api.js";
+import { readEvents } from "./sse.js";
+
+// The text a `data` event adds: a string chunk, a message chunk's content, else its JSON.
+export function textOf(chunk) {
+  if (typeof chunk === "string") return chunk;
+  if (chunk && typeof chunk.content === "string") return chunk.content;
+  return `${JSON.stringify(chunk)}\n`;
+}
+
+// Streams one run into `view` ({metadata, text, sources, end, fail, stopped}).
+// Returns "done", "stopped" or "failed"; aborting `signal` is the Stop button.
+export async function streamRun(chain, body, signal, view) {
+  const clock = { started: performance.now(), firstToken: null, chunks: 0 };
+  let response;
+  try {
+    response = await fetch(endpoint(`chains/${encodeURIComponent(chain)}/stream`), {
+      method: "POST",
+      headers: requestHeaders(),
+      body: JSON.stringify(body),
+      signal,
+    });
+  } catch (error) {
+    if (signal.aborted) return view.stopped(clock), "stopped";
+    return view.fail(unreachable(error), clock), "failed";
+  }
+  if (!response.ok) return view.fail(await errorFrom(response), clock), "failed";
+  try {
+    for await (const { event, data } of readEvents(response.body)) {
+      const payload = JSON.parse(data);
+      if (event === "metadata") view.metadata(payload);
+      else if (event === "sources") view.sources(payload);
+      else if (event === "data") {
+        clock.firstToken ??= performance.now();
+        clock.chunks += 1;
+        view.text(textOf(payload));
+      } else if (event === "end") return view.end(payload, clock), "done";
+      else if (event === "error") {
+        const failure = new ApiError(0, payload.code, payload.message);
+        failure.retryable = payload.retryable;
+        return view.fail(failure, clock), "failed";
+      }
+    }
+  } catch (error) {
+    if (signal.aborted) return view.stopped(clock), "stopped";
+    return view.fail(new ApiError(0, "", `the stream broke: ${error.message}`), clock), "failed";
+  }
+  return view.fail(new ApiError(0, "", "the stream ended without an end event"), clock), "failed";
+}

@@ -1,0 +1,111 @@
+// A form generated from a chain's input JSON schema, for chains that are not chats.
+
+import { checkPattern } from "./controls.js";
+
+function resolve(schema, root) {
+  const ref = schema?.$ref;
+  if (!ref?.startsWith("#/$defs/")) return schema ?? {};
+  return root.$defs?.[ref.slice("#/$defs/".length)] ?? {};
+}
+
+function kindOf(schema) {
+  if (schema.enum) return "enum";
+  if (["string", "integer", "number", "boolean"].includes(schema.type)) return schema.type;
+  return "json"; // arrays, objects, unions: typed as JSON
+}
+
+function fieldFor(name, schema, required) {
+  const kind = kindOf(schema);
+  let input;
+  if (kind === "enum") {
+    input = document.createElement("select");
+    for (const option of schema.enum) input.append(new Option(String(option), String(option)));
+  } else if (kind === "boolean") {
+    input = Object.assign(document.createElement("input"), { type: "checkbox" });
+  } else if (kind === "integer" || kind === "number") {
+    input = Object.assign(document.createElement("input"), { type: "number" });
+    input.step = kind === "integer" ? "1" : "any";
+    if (schema.minimum !== undefined) input.min = schema.minimum;
+    if (schema.maximum !== undefined) input.max = schema.maximum;
+  } else {
+    // Free text is a textarea (Enter sends, Shift+Enter breaks a line); short strings a line.
+    const short = kind === "string" && schema.maxLength !== undefined && schema.maxLength <= 80;
+    input = document.createElement(short ? "input" : "textarea");
+    if (!short) input.rows = kind === "json" ? 4 : 2;
+    if (kind === "string") {
+      if (schema.minLength) input.minLength = schema.minLength;
+      if (schema.maxLength) input.maxLength = schema.maxLength;
+      if (schema.pattern) checkPattern(input, schema.pattern);
+    } else {
+      input.placeholder = "JSON";
+      input.spellcheck = false;
+    }
+  }
+  input.name = name;
+  input.id = `field-${name}`;
+  input.required = required && kind !== "boolean";
+  const initial = schema.default;
+  if (initial !== undefined) {
+    if (kind === "boolean") input.checked = Boolean(initial);
+    else input.value = kind === "json" ? JSON.stringify(initial) : String(initial);
+  }
+  return { name, kind, input, schema };
+}
+
+function valueOf({ kind, input }) {
+  if (kind === "boolean") return input.checked;
+  const raw = input.value;
+  if (raw.trim() === "") return undefined;
+  if (kind === "integer" || kind === "number") return Number(raw);
+  if (kind === "json") {
+    try {
+      return JSON.parse(raw);
+    } catch (error) {
+      input.setCustomValidity(`not JSON: ${error.message}`);
+      input.reportValidity();
+      throw error;
+    }
+  }
+  return raw;
+}
+
+// Builds the fields into `container`; returns {fields, values(), focus(), clear()}.
+export function buildSchemaForm(schema, container) {
+  container.replaceChildren();
+  const required = new Set(schema.required ?? []);
+  const fields = Object.entries(schema.properties ?? {}).map(([name, property]) =>
+    fieldFor(name, resolve(property, schema), required.has(name)),
+  );
+  for (const field of fields) {
+    const label = document.createElement("label");
+    label.className = `field field-${field.kind}`;
+    label.htmlFor = field.input.id;
+    const title = document.createElement("span");
+    title.className = "field-name";
+    title.textContent = field.schema.title ?? field.name;
+    if (field.input.required) title.append(Object.assign(document.createElement("abbr"), { title: "required", textContent: " *" }));
+    label.append(title, field.input);
+    if (field.schema.description) {
+      label.append(Object.assign(document.createElement("small"), { textContent: field.schema.description }));
+    }
+    if (field.kind === "json") field.input.addEventListener("input", () => field.input.setCustomValidity(""));
+    container.append(label);
+  }
+  return {
+    fields,
+    values() {
+      const values = {};
+      for (const field of fields) {
+        const value = valueOf(field);
+        if (value !== undefined) values[field.name] = value;
+      }
+      return values;
+    },
+    focus() {
+      fields[0]?.input.focus();
+    },
+    clear() {
+      for (const field of fields) if (field.kind === "string" || field.kind === "json") field.input.value = "";
+    },
+  };
+}

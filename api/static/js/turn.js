@@ -1,0 +1,144 @@
+// One exchange in a pane's transcript: what was sent, the streamed answer, and the run's facts.
+
+import { copyText, renderMarkdown } from "./markdown.js";
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function ms(value) {
+  return value >= 1000 ? `${(value / 1000).toFixed(2)} s` : `${Math.round(value)} ms`;
+}
+
+// What the user sent: a chat message as text, a form's input as its JSON.
+export function sentBubble(content) {
+  const article = el("article", "turn sent");
+  article.append(el("div", "bubble", content));
+  return article;
+}
+
+// The answer's view: streamRun() calls these as the events arrive.
+export class AnswerView {
+  constructor(curl) {
+    this.article = el("article", "turn answer streaming");
+    this.article.setAttribute("aria-busy", "true");
+    this.sourceList = el("details", "sources");
+    this.sourceList.hidden = true;
+    this.body = el("div", "markdown");
+    this.problem = el("p", "problem");
+    this.problem.hidden = true;
+    this.facts = el("footer", "facts");
+    this.facts.textContent = "waiting for the first token…";
+    this.article.append(this.sourceList, this.body, this.problem, this.facts);
+    if (curl) this.article.append(curlBlock(curl));
+    this.content = "";
+    this.info = {};
+    this.pending = false;
+  }
+
+  metadata(info) {
+    this.info = info;
+    this.article.dataset.runId = info.run_id;
+    this.progress("waiting for the first token…");
+  }
+
+  progress(state) {
+    const model = this.info.model?.name ? ` · ${this.info.model.name}` : "";
+    this.facts.textContent = `run ${this.info.run_id ?? "…"}${model} · ${state}`;
+  }
+
+  // The `sources` event: {"sources": [{number, title, doc_id, score, snippet, page}, ...]}.
+  sources({ sources: list = [] }) {
+    this.sourceList.hidden = false;
+    this.sourceList.replaceChildren(el("summary", "", `Sources (${list.length})`));
+    const items = el("ol");
+    for (const source of list) {
+      const item = el("li");
+      item.value = source.number;
+      const where = source.page ? ` · page ${source.page}` : "";
+      const score = typeof source.score === "number" ? ` · score ${source.score.toFixed(3)}` : "";
+      item.append(el("strong", "", source.title || source.doc_id), el("span", "muted", `${where}${score}`));
+      if (source.snippet) item.append(el("blockquote", "", source.snippet));
+      items.append(item);
+    }
+    this.sourceList.append(items);
+  }
+
+  text(piece) {
+    if (!this.content) this.progress("streaming…");
+    this.content += piece;
+    if (this.pending) return;
+    this.pending = true;
+    // One render per frame however fast tokens come: the whole answer is re-parsed each time.
+    requestAnimationFrame(() => {
+      this.pending = false;
+      if (!this.status) this.render(false);
+    });
+  }
+
+  // Re-renders the answer; a reader at the bottom of the transcript stays at the bottom.
+  render(final) {
+    const box = this.article.parentElement;
+    const following = box && box.scrollHeight - box.scrollTop - box.clientHeight < 48;
+    renderMarkdown(this.body, this.content, { final });
+    if (following) box.scrollTop = box.scrollHeight;
+  }
+
+  end(summary, clock) {
+    this.finish("done");
+    const timings = summary.timings ?? {};
+    const usage = summary.usage ?? {};
+    const ttft = timings.time_to_first_token_ms;
+    const total = timings.total_ms;
+    const tokens = usage.output_tokens ?? clock.chunks;
+    const streaming = (total - ttft) / 1000;
+    const facts = [
+      `run ${summary.run_id}`,
+      this.info.model?.name,
+      typeof ttft === "number" ? `ttft ${ms(ttft)}` : null,
+      streaming > 0 ? `${(tokens / streaming).toFixed(1)} tokens/s` : null,
+      usage.total_tokens !== undefined
+        ? `usage ${usage.input_tokens} in + ${usage.output_tokens} out = ${usage.total_tokens}`
+        : `${clock.chunks} chunks`,
+      typeof total === "number" ? `total ${ms(total)}` : null,
+      summary.finish_reason && summary.finish_reason !== "stop" ? `finish ${summary.finish_reason}` : null,
+    ];
+    this.facts.textContent = facts.filter(Boolean).join(" · ");
+  }
+
+  stopped(clock) {
+    this.finish("stopped");
+    const head = this.info.run_id ? `run ${this.info.run_id} · ` : "";
+    const first = clock.firstToken ? ` · ttft ~${ms(clock.firstToken - clock.started)}` : "";
+    this.facts.textContent = `${head}stopped after ${clock.chunks} chunks${first} (the server cancels the run)`;
+  }
+
+  fail(error, clock) {
+    this.error = error;
+    this.finish("failed");
+    this.problem.hidden = false;
+    this.problem.textContent = error.describe();
+    const head = this.info.run_id ? `run ${this.info.run_id} · ` : "";
+    this.facts.textContent = `${head}failed after ${clock.chunks} chunks`;
+  }
+
+  finish(status) {
+    this.status = status;
+    this.article.classList.remove("streaming");
+    this.article.classList.add(status);
+    this.article.removeAttribute("aria-busy");
+    this.render(true);
+  }
+}
+
+function curlBlock(command) {
+  const details = el("details", "curl");
+  const copy = el("button", "copy", "Copy");
+  copy.type = "button";
+  copy.addEventListener("click", () => copyText(command, copy));
+  details.append(el("summary", "", "curl"), el("pre", "", command), copy);
+  return details;
+}
