@@ -80,7 +80,7 @@ def _check_config(chain: RegisteredChain, config: Any) -> None:
         validate_config(chain, {"configurable": config.get("configurable")})
     except ConfigError as exc:
         if exc.status == 422:
-            error = {"type": "value_error", "loc": ("body", *exc.loc), "msg": exc.message}
+            error = {"type": "value_error", "loc": ("body", *exc.loc), "msg": exc.reason}
             raise RequestValidationError([error]) from None
         raise HTTPException(exc.status, exc.message) from None
 

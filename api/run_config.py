@@ -21,11 +21,15 @@ PASS_THROUGH_KEYS = ("tags", "metadata", "run_name")
 class ConfigError(Exception):
     """The request's config asks for something not allowed (400) or of the wrong type (422)."""
 
-    def __init__(self, status: int, message: str, loc: tuple[str | int, ...] = ()) -> None:
+    def __init__(
+        self, status: int, message: str, loc: tuple[str | int, ...] = (), reason: str = ""
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.loc = loc
+        self.reason = reason or message
+        """The message without the path, for a validation error that carries `loc` beside it."""
 
 
 def _check_labels(config: dict[str, Any]) -> dict[str, Any]:
@@ -33,15 +37,25 @@ def _check_labels(config: dict[str, Any]) -> dict[str, Any]:
     if "tags" in config:
         tags = config["tags"]
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-            raise ConfigError(422, "config.tags must be a list of strings", ("config", "tags"))
+            raise ConfigError(
+                422, "config.tags must be a list of strings", ("config", "tags"),
+                "must be a list of strings",
+            )  # fmt: skip
         labels["tags"] = tags
     if "metadata" in config:
         if not isinstance(config["metadata"], dict):
-            raise ConfigError(422, "config.metadata must be an object", ("config", "metadata"))
+            raise ConfigError(
+                422,
+                "config.metadata must be an object",
+                ("config", "metadata"),
+                "must be an object",
+            )
         labels["metadata"] = config["metadata"]
     if "run_name" in config:
         if not isinstance(config["run_name"], str):
-            raise ConfigError(422, "config.run_name must be a string", ("config", "run_name"))
+            raise ConfigError(
+                422, "config.run_name must be a string", ("config", "run_name"), "must be a string"
+            )
         labels["run_name"] = config["run_name"]
     return labels
 
@@ -59,7 +73,7 @@ def _check_value(chain: RegisteredChain, key: str, value: Any) -> Any:
     except ValidationError as exc:
         problem = exc.errors()[0]["msg"]
         raise ConfigError(
-            422, f"config.configurable.{key}: {problem}", ("config", "configurable", key)
+            422, f"config.configurable.{key}: {problem}", ("config", "configurable", key), problem
         ) from None
     # LangChain looks options up by their string key, not by the Enum it generates.
     return checked.value if isinstance(checked, enum.Enum) else checked
@@ -70,7 +84,7 @@ def validate_config(chain: RegisteredChain, config: Any) -> RunnableConfig:
     if config is None:
         return {}
     if not isinstance(config, dict):
-        raise ConfigError(422, "config must be an object", ("config",))
+        raise ConfigError(422, "config must be an object", ("config",), "must be an object")
     allowed_keys = ", ".join(sorted(chain.configurable))
     unknown = sorted(set(config) - {"configurable", *PASS_THROUGH_KEYS})
     if unknown:
@@ -81,7 +95,12 @@ def validate_config(chain: RegisteredChain, config: Any) -> RunnableConfig:
         )
     configurable = config.get("configurable") or {}
     if not isinstance(configurable, dict):
-        raise ConfigError(422, "config.configurable must be an object", ("config", "configurable"))
+        raise ConfigError(
+            422,
+            "config.configurable must be an object",
+            ("config", "configurable"),
+            "must be an object",
+        )
     for key in sorted(configurable):
         if key not in chain.configurable:
             raise ConfigError(

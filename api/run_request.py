@@ -108,7 +108,7 @@ def prepare_run(
         if exc.status == 422:
             loc = (where[0], *exc.loc)
             raise RequestValidationError(
-                [{"type": "value_error", "loc": loc, "msg": exc.message, "input": raw_config}]
+                [{"type": "value_error", "loc": loc, "msg": exc.reason, "input": raw_config}]
             ) from None
         raise HTTPException(exc.status, exc.message) from None
     thread_id = config.get("configurable", {}).get(THREAD_KEY) or None

@@ -49,7 +49,11 @@ async def test_wrong_config_values_are_422(
     response = await _invoke(openai_server, {"configurable": configurable})
     assert response.status_code == 422
     key = next(iter(configurable))
-    assert response.json()["error"]["details"][0]["loc"] == ["body", "config", "configurable", key]
+    error = response.json()["error"]
+    assert error["details"][0]["loc"] == ["body", "config", "configurable", key]
+    # The path is named once: "body.config.configurable.k: <problem>", as the page shows it.
+    assert error["message"].startswith(f"body.config.configurable.{key}: ")
+    assert error["message"].count("configurable") == 1
     assert upstream.requests == []
 
 
