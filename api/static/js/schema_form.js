@@ -2,10 +2,18 @@
 
 import { checkPattern } from "./controls.js";
 
+// The schema behind a `$ref`, and behind an optional field's `anyOf: [X, {type: null}]`
+// (pydantic's `X | None`), keeping the outer title, description and default.
 function resolve(schema, root) {
-  const ref = schema?.$ref;
-  if (!ref?.startsWith("#/$defs/")) return schema ?? {};
-  return root.$defs?.[ref.slice("#/$defs/".length)] ?? {};
+  let resolved = schema ?? {};
+  const ref = resolved.$ref;
+  if (ref?.startsWith("#/$defs/")) resolved = root.$defs?.[ref.slice("#/$defs/".length)] ?? {};
+  const options = resolved.anyOf?.filter((option) => option.type !== "null");
+  if (options?.length === 1) {
+    const { anyOf: _options, ...outer } = resolved;
+    resolved = { ...resolve(options[0], root), ...outer };
+  }
+  return resolved;
 }
 
 function kindOf(schema) {
@@ -45,7 +53,7 @@ function fieldFor(name, schema, required) {
   input.id = `field-${name}`;
   input.required = required && kind !== "boolean";
   const initial = schema.default;
-  if (initial !== undefined) {
+  if (initial !== undefined && initial !== null) {
     if (kind === "boolean") input.checked = Boolean(initial);
     else input.value = kind === "json" ? JSON.stringify(initial) : String(initial);
   }
@@ -69,7 +77,8 @@ function valueOf({ kind, input }) {
   return raw;
 }
 
-// Builds the fields into `container`; returns {fields, values(), focus(), clear()}.
+// Builds the fields into `container`; returns {fields, values(), focus()}. Values stay after
+// a run: rerunning with another knob, or comparing, should not mean typing the input again.
 export function buildSchemaForm(schema, container) {
   container.replaceChildren();
   const required = new Set(schema.required ?? []);
@@ -103,9 +112,6 @@ export function buildSchemaForm(schema, container) {
     },
     focus() {
       fields[0]?.input.focus();
-    },
-    clear() {
-      for (const field of fields) if (field.kind === "string" || field.kind === "json") field.input.value = "";
     },
   };
 }

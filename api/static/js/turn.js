@@ -1,6 +1,7 @@
 // One exchange in a pane's transcript: what was sent, the streamed answer, and the run's facts.
 
 import { copyText, renderMarkdown } from "./markdown.js";
+import { MarkdownBlocks } from "./markdown_blocks.js";
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -11,6 +12,12 @@ function el(tag, className, text) {
 
 function ms(value) {
   return value >= 1000 ? `${(value / 1000).toFixed(2)} s` : `${Math.round(value)} ms`;
+}
+
+// Screen readers hear that an answer ended, not every frame of it (the page's #status).
+function announce(text) {
+  const status = document.getElementById("status");
+  if (status) status.textContent = text;
 }
 
 // What the user sent: a chat message as text, a form's input as its JSON.
@@ -28,6 +35,9 @@ export class AnswerView {
     this.sourceList = el("details", "sources");
     this.sourceList.hidden = true;
     this.body = el("div", "markdown");
+    this.done = el("div", "blocks");
+    this.live = el("div", "blocks live");
+    this.body.append(this.done, this.live);
     this.problem = el("p", "problem");
     this.problem.hidden = true;
     this.facts = el("footer", "facts");
@@ -36,6 +46,8 @@ export class AnswerView {
     if (curl) this.article.append(curlBlock(curl));
     this.content = "";
     this.info = {};
+    this.blocks = new MarkdownBlocks();
+    this.finished = ""; // finished blocks not drawn yet
     this.pending = false;
   }
 
@@ -46,8 +58,11 @@ export class AnswerView {
   }
 
   progress(state) {
-    const model = this.info.model?.name ? ` · ${this.info.model.name}` : "";
-    this.facts.textContent = `run ${this.info.run_id ?? "…"}${model} · ${state}`;
+    this.facts.textContent = [this.head(), state].join(" · ");
+  }
+
+  head() {
+    return [`run ${this.info.run_id ?? "…"}`, this.info.model?.name].filter(Boolean).join(" · ");
   }
 
   // The `sources` event: {"sources": [{number, title, doc_id, score, snippet, page}, ...]}.
@@ -70,25 +85,39 @@ export class AnswerView {
   text(piece) {
     if (!this.content) this.progress("streaming…");
     this.content += piece;
+    this.finished += this.blocks.feed(piece);
     if (this.pending) return;
     this.pending = true;
-    // One render per frame however fast tokens come: the whole answer is re-parsed each time.
+    // At most one render a frame however fast tokens come, and only of what changed.
     requestAnimationFrame(() => {
       this.pending = false;
-      if (!this.status) this.render(false);
+      if (!this.status) this.draw();
     });
   }
 
-  // Re-renders the answer; a reader at the bottom of the transcript stays at the bottom.
-  render(final) {
+  // Finished blocks are drawn once and kept; only the block being written is redrawn.
+  // A reader at the bottom of the transcript stays at the bottom.
+  draw() {
+    this.follow(() => {
+      if (this.finished) {
+        const block = el("div", "block");
+        renderMarkdown(block, this.finished, { final: true });
+        this.done.append(block);
+        this.finished = "";
+      }
+      renderMarkdown(this.live, this.blocks.tail);
+    });
+  }
+
+  follow(change) {
     const box = this.article.parentElement;
     const following = box && box.scrollHeight - box.scrollTop - box.clientHeight < 48;
-    renderMarkdown(this.body, this.content, { final });
+    change();
     if (following) box.scrollTop = box.scrollHeight;
   }
 
   end(summary, clock) {
-    this.finish("done");
+    this.finish("done", "Answer complete");
     const timings = summary.timings ?? {};
     const usage = summary.usage ?? {};
     const ttft = timings.time_to_first_token_ms;
@@ -96,8 +125,7 @@ export class AnswerView {
     const tokens = usage.output_tokens ?? clock.chunks;
     const streaming = (total - ttft) / 1000;
     const facts = [
-      `run ${summary.run_id}`,
-      this.info.model?.name,
+      this.head(),
       typeof ttft === "number" ? `ttft ${ms(ttft)}` : null,
       streaming > 0 ? `${(tokens / streaming).toFixed(1)} tokens/s` : null,
       usage.total_tokens !== undefined
@@ -110,27 +138,28 @@ export class AnswerView {
   }
 
   stopped(clock) {
-    this.finish("stopped");
-    const head = this.info.run_id ? `run ${this.info.run_id} · ` : "";
+    this.finish("stopped", "Stopped");
     const first = clock.firstToken ? ` · ttft ~${ms(clock.firstToken - clock.started)}` : "";
-    this.facts.textContent = `${head}stopped after ${clock.chunks} chunks${first} (the server cancels the run)`;
+    this.progress(`stopped after ${clock.chunks} chunks${first} (the server cancels the run)`);
   }
 
   fail(error, clock) {
     this.error = error;
-    this.finish("failed");
+    this.finish("failed", "The run failed");
     this.problem.hidden = false;
     this.problem.textContent = error.describe();
-    const head = this.info.run_id ? `run ${this.info.run_id} · ` : "";
-    this.facts.textContent = `${head}failed after ${clock.chunks} chunks`;
+    this.progress(`failed after ${clock.chunks} chunks`);
   }
 
-  finish(status) {
+  // One last render of the whole answer: blocks drawn apart while streaming (a list split by
+  // a blank line, a reference link defined further down) come out as one document.
+  finish(status, words) {
     this.status = status;
     this.article.classList.remove("streaming");
     this.article.classList.add(status);
     this.article.removeAttribute("aria-busy");
-    this.render(true);
+    this.follow(() => renderMarkdown(this.body, this.content, { final: true }));
+    if (words) announce(words);
   }
 }
 
