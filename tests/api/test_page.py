@@ -40,7 +40,12 @@ def problems() -> list[str]:
 
 
 @pytest.fixture
-def page(request: pytest.FixtureRequest, tmp_path: Path, problems: list[str]) -> Iterator[Page]:
+def page(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    problems: list[str],
+    start_server: ServerFactory,  # set up first, so the browser closes before servers stop
+) -> Iterator[Page]:
     """A fresh Chromium tab; the test fails if the page threw or logged an error, and a failed
     test leaves a screenshot of where the page was in `test-artifacts/`."""
     with chromium(tmp_path / "profile") as context:
