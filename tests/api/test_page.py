@@ -211,6 +211,12 @@ def test_compare_streams_one_input_through_two_configurations_at_once(
     # "New" empties both transcripts and keeps each side's knobs.
     page.get_by_role("button", name="New").click()
     expect(page.locator(".turn")).to_have_count(0)
+    knob.fill("no-such-thread")
+    knob.press("Tab")
+    expect(page.locator(".pane .problem")).to_have_text(
+        "HTTP 404 · not_found: no thread 'no-such-thread'; create one with POST /threads"
+    )
+    _expect_refusals(problems, 404)
     expect(page.locator("[data-pane=B] select[data-key=model]")).to_have_value("gpt-4o")
     expect(page.locator("[data-pane=A] select[data-key=model]")).to_have_value("gpt-4o-mini")
 
@@ -457,3 +463,34 @@ def test_compare_gives_the_second_pane_no_thread_of_its_own(
 
     messages = httpx.get(f"{offline_server.url}/threads/{thread}").json()["messages"]
     assert [m["content"] for m in messages if m["role"] in ("user", "human")] == ["one"]
+
+
+def test_a_thread_shows_its_conversation_and_the_server_keeps_it(
+    page: Page, problems: list[str], offline_server: LiveServer
+) -> None:
+    thread = httpx.post(f"{offline_server.url}/threads").json()["thread_id"]
+    first = {
+        "input": {"messages": [{"role": "user", "content": "remember me"}]},
+        "thread_id": thread,
+    }
+    httpx.post(f"{offline_server.url}/chains/chat/invoke", json=first).raise_for_status()
+    page.goto(offline_server.url)
+    knob = page.locator("[data-pane=A] input[data-key=thread_id]")
+    knob.fill(thread)
+    knob.press("Tab")
+    expect(page.locator(".sent")).to_have_text(["remember me"])
+    _send(page, "and now?")
+    expect(page.locator(".answer.done")).to_have_count(2)
+
+    assert "This conversation has 3 messages" in page.locator(".answer.done").last.inner_text()
+    stored = httpx.get(f"{offline_server.url}/threads/{thread}").json()["messages"]
+    assert [m["content"] for m in stored if m["role"] == "user"] == ["remember me", "and now?"]
+    page.get_by_role("button", name="New thread").click()
+    expect(knob).to_have_value(re.compile(r"^(?!" + thread + r")[0-9a-f]{32}$"))
+    expect(page.locator(".turn")).to_have_count(0)
+    knob.fill("no-such-thread")
+    knob.press("Tab")
+    expect(page.locator(".pane .problem")).to_have_text(
+        "HTTP 404 · not_found: no thread 'no-such-thread'; create one with POST /threads"
+    )
+    _expect_refusals(problems, 404)

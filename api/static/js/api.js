@@ -60,10 +60,14 @@ export function unreachable(error) {
   return new ApiError(0, "", `cannot reach chainserve at ${location.origin} (${error.message})`);
 }
 
-export async function getJSON(path) {
+export async function getJSON(path, { method = "GET", body } = {}) {
   let response;
   try {
-    response = await fetch(endpoint(path), { headers: requestHeaders() });
+    response = await fetch(endpoint(path), {
+      method,
+      headers: requestHeaders(),
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
   } catch (error) {
     throw unreachable(error);
   }

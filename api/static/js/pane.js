@@ -1,10 +1,10 @@
 // A pane: one configuration of the chain (its controls) and the transcript of its runs.
 // Side-by-side compare is two panes fed the same input.
 
-import { apiKey, endpoint } from "./api.js";
+import { apiKey, endpoint, getJSON } from "./api.js";
 import { buildControls } from "./controls.js";
 import { curlCommand } from "./curl.js";
-import { streamRun } from "./run.js";
+import { streamRun, textOf } from "./run.js";
 import { AnswerView, sentBubble } from "./turn.js";
 
 // A chat chain takes `messages` and requires nothing else: it gets the conversation view.
@@ -34,6 +34,48 @@ export class Pane {
     parent.append(this.section);
     this.controls = buildControls(chain.configurable, knobs, values);
     for (const message of this.history) this.replay(message);
+    if (this.isChat) this.offerThreads(knobs);
+  }
+
+  // A chat pane on a server-side thread shows that thread's conversation, and the server
+  // keeps it: only each new message is sent. "New thread" starts one.
+  offerThreads(knobs) {
+    const input = knobs.querySelector("input[data-key=thread_id]");
+    if (!input) return;
+    const start = Object.assign(document.createElement("button"), { type: "button", textContent: "New thread" });
+    start.className = "small";
+    start.addEventListener("click", async () => {
+      if (this.running) return;
+      try {
+        input.value = (await getJSON("threads", { method: "POST", body: {} })).thread_id;
+        this.loadThread(input.value);
+      } catch (error) {
+        this.showProblem(error);
+      }
+    });
+    input.after(start);
+    input.addEventListener("change", () => this.running || this.loadThread(input.value.trim()));
+  }
+
+  async loadThread(id) {
+    this.transcript.replaceChildren();
+    this.history = [];
+    if (!id) return;
+    try {
+      const thread = await getJSON(`threads/${encodeURIComponent(id)}`);
+      this.history = thread.messages
+        .filter((message) => message.role === "user" || message.role === "assistant")
+        .map(({ role, content }) => ({ role, content: textOf({ content }) }));
+      for (const message of this.history) this.replay(message);
+    } catch (error) {
+      this.showProblem(error);
+    }
+  }
+
+  showProblem(error) {
+    const problem = Object.assign(document.createElement("p"), { className: "problem" });
+    problem.textContent = error.describe?.() ?? String(error);
+    this.transcript.append(problem);
   }
 
   replay(message) {
