@@ -62,7 +62,7 @@ function askForKey(reason) {
   ui.key.focus();
 }
 
-// Also "New": the same chain again keeps each pane's knobs and empties the transcripts.
+// Also "Clear": the same chain again keeps each pane's knobs and empties the transcripts.
 function selectChain(name) {
   const chain = page.chains.find((candidate) => candidate.name === name);
   if (!chain || page.busy) return;

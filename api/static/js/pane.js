@@ -15,7 +15,7 @@ export function isChatChain(chain) {
 }
 
 export class Pane {
-  // The last argument starts it from another pane: its conversation and knobs (compare, "New").
+  // The last argument starts it from another pane: its conversation and knobs (compare, "Clear").
   constructor(label, chain, parent, { history = [], values = {} } = {}) {
     this.chain = chain;
     this.isChat = isChatChain(chain);
