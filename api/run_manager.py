@@ -21,6 +21,7 @@ from api.shutdown import Drain
 logger = logging.getLogger("chainserve.runs")
 
 CANCEL_WAIT_SECONDS = 5.0
+CANCEL_REPUBLISH_SECONDS = 0.5
 
 
 def _text(chunk: Any) -> str:
@@ -127,15 +128,22 @@ class RunManager:
         """Cancel a running run wherever it runs; returns its record once it has stopped."""
         task = self._tasks.get(run_id)
         if task is not None:
-            task.cancel()
+            if not task.cancelling():
+                task.cancel()
             await asyncio.wait({task}, timeout=CANCEL_WAIT_SECONDS)
             return await self.log.get(run_id)
         record = await self.log.get(run_id)
         if record is None or record.status != "running":
             return record
-        await self.log.publish_cancel(run_id)
+        # Pub/sub delivers only to workers subscribed at that instant (one still subscribing
+        # after a start or a Redis reconnect misses it), so the cancel is sent again until
+        # the run has stopped; a worker ignores it for a run it is already cancelling.
         deadline = time.monotonic() + CANCEL_WAIT_SECONDS
+        next_publish = 0.0
         while record is not None and record.status == "running" and time.monotonic() < deadline:
+            if time.monotonic() >= next_publish:
+                await self.log.publish_cancel(run_id)
+                next_publish = time.monotonic() + CANCEL_REPUBLISH_SECONDS
             await asyncio.sleep(0.05)
             record = await self.log.get(run_id)
         return record
@@ -148,8 +156,8 @@ class RunManager:
                 async for run_id in self.log.cancellations():
                     delay = 0.5
                     task = self._tasks.get(run_id)
-                    if task is not None:
-                        task.cancel()
+                    if task is not None and not task.cancelling():
+                        task.cancel()  # once: a second cancel would cut its clean-up short
             except Exception:  # a Redis outage must not end cancellation for good
                 logger.warning("run-cancel channel lost; retry in %.1fs", delay, exc_info=True)
             await asyncio.sleep(delay)

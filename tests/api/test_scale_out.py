@@ -1,6 +1,5 @@
 """Two chainserve processes on one Redis behave as one service: runs and threads are shared."""
 
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,11 +80,10 @@ async def test_a_run_started_on_one_worker_is_cancelled_through_the_other(
     run_id = first[0].json()["run_id"]
     async with httpx.AsyncClient(timeout=10) as client:
         response = await client.post(f"{b.url}/runs/{run_id}/cancel")
-        cancelled_at = time.monotonic()
         assert response.status_code == 200
         assert response.json()["status"] == "cancelled"
-        disconnected_at = await upstream.wait_for_disconnect_async(timeout=5)
-        assert disconnected_at - cancelled_at < 1.0
+        await upstream.wait_for_disconnect_async(timeout=5)
+        assert not upstream.last_request.completed
         run = (await client.get(f"{a.url}/runs/{run_id}")).json()
     assert run["status"] == "cancelled"
     assert run["output"].startswith("".join(TOKENS[:3]))
