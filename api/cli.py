@@ -1,8 +1,11 @@
-"""The `chainserve` command: `chainserve serve [--host] [--port] [--reload]`."""
+"""The `chainserve` command: `serve` runs the server; `chains`, `invoke` and `chat` are a client.
+
+Only `serve` reads the server's settings and imports the app: a client works from any directory
+(whatever its .env holds) and starts without loading LangChain.
+"""
 
 import argparse
 import copy
-import json
 import math
 import os
 import sys
@@ -12,18 +15,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-from uvicorn.config import LOGGING_CONFIG
-
-from api.metrics import MULTIPROC_ENV
-from api.settings import Settings
-from api.terminal import DEFAULT_URL, Client, ClientError, chat, parse_config
+from api.terminal import DEFAULT_URL
 
 
 def log_config(level: str, fmt: str = "text") -> dict[str, Any]:
     """Uvicorn's logging set-up, plus our `chainserve.*` loggers on the same handler, the
     request id on every line, and stream tokens redacted from the access log. In `json`
     format every line is a JSON object and chainserve's own request line replaces uvicorn's."""
+    from uvicorn.config import LOGGING_CONFIG
+
     config = copy.deepcopy(LOGGING_CONFIG)
     config["loggers"]["chainserve"] = {
         "handlers": ["default"],
@@ -54,6 +54,8 @@ def shared_metrics_dir(workers: int) -> Iterator[str | None]:
 
     One the operator names in PROMETHEUS_MULTIPROC_DIR is emptied of old values first, as
     prometheus_client requires; otherwise a fresh one is made and removed on exit."""
+    from api.metrics import MULTIPROC_ENV
+
     chosen = os.environ.get(MULTIPROC_ENV)
     if chosen:  # with one worker too: a restarted process may reuse an old file's pid
         Path(chosen).mkdir(parents=True, exist_ok=True)
@@ -72,18 +74,15 @@ def shared_metrics_dir(workers: int) -> Iterator[str | None]:
             os.environ.pop(MULTIPROC_ENV, None)
 
 
-def _parser(settings: Settings) -> argparse.ArgumentParser:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chainserve", description="Serve LangChain chains over SSE."
     )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP server")
-    serve.add_argument(
-        "--host", default=settings.host, help=f"bind address (default {settings.host})"
-    )
-    serve.add_argument(
-        "--port", type=int, default=settings.port, help=f"port (default {settings.port})"
-    )
+    # Defaults come from Settings when serving; the parser is built without them (see above).
+    serve.add_argument("--host", help="bind address (default $CHAINSERVE_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default $CHAINSERVE_PORT or 8000)")
     serve.add_argument(
         "--reload", action="store_true", help="restart when code changes (development)"
     )
@@ -94,7 +93,12 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     invoke.add_argument("--input", required=True, help="the chain's input, as JSON")
     chat = commands.add_parser("chat", help="stream a chain's answers into the terminal")
     chat.add_argument("name", help="chain name")
-    chat.add_argument("message", nargs="?", help="one message (else stdin, else a prompt)")
+    chat.add_argument(
+        "message",
+        nargs="*",
+        help="one message, words anywhere after NAME; after `--` words may start with '-' "
+        "(piped stdin is appended; neither: a conversation at a prompt)",
+    )
     chat.add_argument("--thread", help="continue this thread (chat chains)")
     chat.add_argument("--stats", action="store_true", help="print ttft and tokens/s")
     chat.add_argument(
@@ -112,76 +116,70 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     return parser
 
 
+def message_words(positional: list[str], extra: list[str]) -> tuple[str | None, list[str]]:
+    """The chat message from the words argparse placed (those before the first option) and
+    those it left over (after options); the leftover options, which are errors. Words after
+    `--` are message words even when they start with "-"."""
+    before, after = extra, []
+    if "--" in extra:
+        cut = extra.index("--")
+        before, after = extra[:cut], extra[cut + 1 :]
+    unknown = [word for word in before if word.startswith("-")]
+    words = [*positional, *(w for w in before if not w.startswith("-")), *after]
+    return (" ".join(words) if words else None), unknown
+
+
 def _client_command(args: argparse.Namespace) -> int:
-    client = Client(args.url, args.api_key)
     try:
-        if args.command == "chains":
-            for chain in client.chains():
-                print(f"{chain['name']}\t{chain.get('description', '')}")
-            return 0
-        configurable = parse_config(args.config)
-        if args.command == "invoke":
-            try:
-                chain_input = json.loads(args.input)
-            except ValueError as exc:
-                raise ClientError(f"--input is not JSON: {exc}") from None
-            output = client.invoke(args.name, chain_input, configurable)
-            print(output if isinstance(output, str) else json.dumps(output, indent=2))
-            return 0
-        return chat(
-            client,
-            args.name,
-            args.message,
-            args.thread,
-            configurable,
-            stats=args.stats,
-            plain=args.plain,
+        from api.terminal_commands import run_command  # rich: loaded only for a client
+
+        return run_command(args)
+    except KeyboardInterrupt:
+        # Closing the connection (on exit) is what makes the server cancel the run.
+        print("[cancelled]", file=sys.stderr)
+        return 130
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from api.settings import Settings
+
+    settings = Settings()
+    if args.workers > 1 and settings.redis_url is None:
+        print(
+            "chainserve: warning: without CHAINSERVE_REDIS_URL each worker keeps its own run "
+            "log, so joining or cancelling a run only works on the worker that runs it",
+            file=sys.stderr,
         )
-    except ClientError as exc:
-        print(f"chainserve: {exc}", file=sys.stderr)
-        return 1
-    except BrokenPipeError:
-        # The reader left (`| head`): stop quietly; closing the stream cancels the run.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    finally:
-        client.close()
+    workers = 1 if args.reload else args.workers
+    with shared_metrics_dir(workers):
+        uvicorn.run(
+            "api.app:create_app",
+            factory=True,
+            host=args.host or settings.host,
+            port=settings.port if args.port is None else args.port,
+            reload=args.reload,
+            workers=None if args.reload else args.workers,
+            log_level=settings.log_level,
+            log_config=log_config(settings.log_level, settings.log_format),
+            # Longer than our grace period: streams end themselves first (api/shutdown.py).
+            timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds) + 5,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    settings = Settings()
-    parser = _parser(settings)
+    parser = _parser()
     args, extra = parser.parse_known_args(argv)
+    if args.command == "chat":
+        # argparse takes positionals only before options: `chat NAME hi --url U there`.
+        args.message, extra = message_words(args.message, extra)
     if extra:
-        # argparse takes positionals only before options: `chat NAME --url U "hi"` leaves "hi".
-        words = [e for e in extra if not e.startswith("-")]
-        if args.command == "chat" and args.message is None and words == extra:
-            args.message = " ".join(words)
-        else:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if args.command != "serve":
-        sys.exit(_client_command(args))
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "serve":
-        if args.workers > 1 and settings.redis_url is None:
-            print(
-                "chainserve: warning: without CHAINSERVE_REDIS_URL each worker keeps its own run "
-                "log, so joining or cancelling a run only works on the worker that runs it",
-                file=sys.stderr,
-            )
-        workers = 1 if args.reload else args.workers
-        with shared_metrics_dir(workers):
-            uvicorn.run(
-                "api.app:create_app",
-                factory=True,
-                host=args.host,
-                port=args.port,
-                reload=args.reload,
-                workers=None if args.reload else args.workers,
-                log_level=settings.log_level,
-                log_config=log_config(settings.log_level, settings.log_format),
-                # Longer than our grace period: streams end themselves first (api/shutdown.py).
-                timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds) + 5,
-            )
+        _serve(args)
+    else:
+        sys.exit(_client_command(args))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ class MarkdownBlocks:
         self._scanned = 0  # tail[:_scanned] is whole lines, already read
         self._fence: str | None = None  # the open fence's marker, e.g. "```"
         self._opener = ""  # and its line, e.g. "```python\n"
+        self._opener_at = 0  # where that line starts in the tail
         self._after_blank = False
 
     def feed(self, text: str) -> str:
@@ -36,6 +37,7 @@ class MarkdownBlocks:
             self._scanned = end + 1
         finished, self.tail = self.tail[:cut], self.tail[cut:]
         self._scanned -= cut
+        self._opener_at -= cut
         return finished
 
     def recent(self, lines: int) -> str:
@@ -44,7 +46,9 @@ class MarkdownBlocks:
         if self.tail.count("\n") < lines:
             return self.tail
         recent = "\n".join(self.tail.rsplit("\n", lines)[1:])
-        return recent if self._fence is None else self._opener + recent
+        if self._fence is None or self._opener_at >= len(self.tail) - len(recent):
+            return recent  # not code, or the opener is in the window already
+        return self._opener + recent
 
     def _starts_block(self, line: str) -> bool:
         # Its first character is enough: an unindented line after a blank one, outside a
@@ -57,6 +61,7 @@ class MarkdownBlocks:
             if stripped.startswith(FENCES):
                 self._fence = stripped[: len(stripped) - len(stripped.lstrip(stripped[0]))]
                 self._opener = line
+                self._opener_at = self._scanned
         elif stripped.startswith(self._fence) and not stripped.strip(self._fence[0]):
             self._fence = None
         self._after_blank = not stripped

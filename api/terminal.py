@@ -1,27 +1,36 @@
-"""The terminal client: `chainserve chains`, `invoke` and `chat` against any chainserve.
+"""The terminal client's HTTP side: one chainserve's chains, invoke and streams, through httpx.
 
-Plain HTTP and SSE through httpx, so it talks to a local server or a remote one behind keys.
-Tokens are shown as they arrive (how: api/terminal_render.py); Ctrl-C closes the stream, which
-the server sees as a hang-up and cancels the run.
+Plain HTTP and SSE, so it talks to a local server or a remote one behind keys. Whatever goes
+wrong (no server, not a chainserve, a refused request, a failed run) becomes a `ClientError`
+of one line. The commands built on it: api/terminal_commands.py; a conversation:
+api/terminal_chat.py; how tokens show: api/terminal_render.py.
 """
 
 import json
 import os
-import sys
-import time
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from api.terminal_render import answer_view, print_sources, styled_output
+from api.terminal_tty import one_line
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+LIST_TIMEOUT = httpx.Timeout(10.0, read=30.0)
+"""For the quick JSON calls (the chain list, a new thread)."""
+RUN_TIMEOUT = httpx.Timeout(10.0, read=300.0)
+"""An invoke answers when the run ends; streams send keepalives meanwhile."""
 
 
 class ClientError(Exception):
     """Something the user should read: a refused request, a failed run, no server."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        """The HTTP status that carried the error, if one did."""
 
 
 @dataclass
@@ -30,7 +39,12 @@ class Event:
     data: list[str] = field(default_factory=list)
 
     def json(self) -> Any:
-        return json.loads("\n".join(self.data))
+        try:
+            return json.loads("\n".join(self.data))
+        except ValueError:
+            raise ClientError(
+                f"the server sent a garbled {self.event!r} event: {one_line(''.join(self.data))}"
+            ) from None
 
 
 def sse_events(lines: Iterator[str]) -> Iterator[Event]:
@@ -54,43 +68,68 @@ def sse_events(lines: Iterator[str]) -> Iterator[Event]:
         yield current
 
 
-def parse_config(pairs: list[str]) -> dict[str, Any]:
-    """`key=value` pairs as `configurable`; values are JSON when they parse (numbers, true)."""
-    configurable: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise ClientError(f"--config takes key=value, not {pair!r}")
-        try:
-            configurable[key] = json.loads(raw)
-        except ValueError:
-            configurable[key] = raw
-    return configurable
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    """The Authorization header for `api_key` (else $CHAINSERVE_API_KEY), if there is a key.
+
+    A key httpx cannot send would otherwise come back inside its error message."""
+    key = (api_key or os.environ.get("CHAINSERVE_API_KEY") or "").strip()
+    if not key:
+        return {}
+    if not key.isascii() or not key.isprintable():
+        raise ClientError(
+            "the API key has characters a key cannot have (non-ASCII or control characters); "
+            "check --api-key or $CHAINSERVE_API_KEY"
+        )
+    return {"Authorization": f"Bearer {key}"}
 
 
 class Client:
     def __init__(self, url: str | None, api_key: str | None) -> None:
         self.url = (url or os.environ.get("CHAINSERVE_URL") or DEFAULT_URL).rstrip("/")
-        key = api_key or os.environ.get("CHAINSERVE_API_KEY")
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        # Long reads: an invoke answers when the run ends; streams send keepalives meanwhile.
-        timeout = httpx.Timeout(10.0, read=300.0)
-        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        headers = auth_headers(api_key)
+        try:
+            self.http = httpx.Client(base_url=self.url, headers=headers, timeout=RUN_TIMEOUT)
+        except httpx.InvalidURL as exc:
+            raise ClientError(f"{self.url!r} is not a URL: {exc}") from None
+        self.run_id: str | None = None
+        """The id of the run the latest stream started, once the server announced it."""
 
     def close(self) -> None:
         self.http.close()
 
-    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _json(
+        self, method: str, path: str, timeout: httpx.Timeout = LIST_TIMEOUT, **kwargs: Any
+    ) -> dict[str, Any]:
         try:
-            response = self.http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise ClientError(f"cannot reach chainserve at {self.url}: {exc}") from None
+            response = self.http.request(method, path, timeout=timeout, **kwargs)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, timeout) from None
+        except httpx.InvalidURL as exc:
+            raise ClientError(f"{self.url!r} is not a URL: {exc}") from None
         if response.status_code >= 400:
-            raise ClientError(_error_text(response))
-        return response.json()
+            raise ClientError(_error_text(response), response.status_code)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise self._not_chainserve(method, path, response.text)
+        return body
+
+    def _transport_error(self, exc: httpx.HTTPError, timeout: httpx.Timeout) -> ClientError:
+        if isinstance(exc, httpx.ReadTimeout):
+            return ClientError(f"chainserve at {self.url} sent nothing for {timeout.read:.0f} s")
+        return ClientError(f"cannot reach chainserve at {self.url}: {one_line(str(exc))}")
+
+    def _not_chainserve(self, method: str, path: str, text: str) -> ClientError:
+        answered = one_line(text) or "nothing"
+        return ClientError(f"{self.url} is not a chainserve: {method} {path} answered {answered}")
 
     def chains(self) -> list[dict[str, Any]]:
-        return list(self._json("GET", "/chains")["chains"])
+        listed = self._json("GET", "/chains").get("chains")
+        if not isinstance(listed, list):
+            raise self._not_chainserve("GET", "/chains", "without a chain list")
+        return [c for c in listed if isinstance(c, dict) and isinstance(c.get("name"), str)]
 
     def chain(self, name: str) -> dict[str, Any]:
         for chain in self.chains():
@@ -100,37 +139,61 @@ class Client:
 
     def invoke(self, name: str, chain_input: Any, configurable: dict[str, Any]) -> Any:
         body = {"input": chain_input, "config": {"configurable": configurable}}
-        return self._json("POST", f"/chains/{name}/invoke", json=body)["output"]
+        path = f"/chains/{name}/invoke"
+        answer = self._json("POST", path, json=body, timeout=RUN_TIMEOUT)
+        if "output" not in answer:
+            raise self._not_chainserve("POST", path, "without an output")
+        return answer["output"]
 
     def new_thread(self) -> str:
-        return str(self._json("POST", "/threads")["thread_id"])
+        thread = self._json("POST", "/threads").get("thread_id")
+        if not isinstance(thread, str):
+            raise self._not_chainserve("POST", "/threads", "without a thread id")
+        return thread
 
     def stream(
         self, name: str, body: dict[str, Any], on_text: Callable[[str], None]
     ) -> dict[str, Any]:
         """Pass the run's text to `on_text` as it arrives; return its `end` summary, which
         holds the `sources` a retrieval chain announced."""
-        sources: list[dict[str, Any]] | None = None
+        self.run_id = None
         try:
             with self.http.stream("POST", f"/chains/{name}/stream", json=body) as response:
                 if response.status_code >= 400:
                     response.read()
-                    raise ClientError(_error_text(response))
-                for event in sse_events(response.iter_lines()):
-                    if event.event == "data":
-                        on_text(_text(event.json()))
-                    elif event.event == "sources":
-                        sources = _sources(event.json())
-                    elif event.event == "end":
-                        summary: dict[str, Any] = event.json()
-                        if sources is not None:
-                            summary.setdefault("sources", sources)
-                        return summary
-                    elif event.event == "error":
-                        raise ClientError(event.json().get("message", "the run failed"))
-        except httpx.TransportError as exc:
-            raise ClientError(f"the connection to {self.url} broke: {exc}") from None
+                    raise ClientError(_error_text(response), response.status_code)
+                return self._read_events(response, on_text)
+        except httpx.HTTPError as exc:
+            if isinstance(exc, httpx.ReadTimeout):
+                raise self._transport_error(exc, RUN_TIMEOUT) from None
+            raise ClientError(f"the connection to {self.url} broke: {one_line(str(exc))}") from None
+
+    def _read_events(
+        self, response: httpx.Response, on_text: Callable[[str], None]
+    ) -> dict[str, Any]:
+        sources: list[dict[str, Any]] | None = None
+        for event in sse_events(response.iter_lines()):
+            if event.event == "data":
+                on_text(_text(event.json()))
+            elif event.event == "metadata":
+                run = _field(event.json(), "run_id")
+                self.run_id = run if isinstance(run, str) else None
+            elif event.event == "sources":
+                sources = _sources(event.json())
+            elif event.event == "end":
+                data = event.json()
+                summary: dict[str, Any] = data if isinstance(data, dict) else {}
+                if sources is not None:
+                    summary.setdefault("sources", sources)
+                return summary
+            elif event.event == "error":
+                message = _field(event.json(), "message")
+                raise ClientError(str(message) if message else "the run failed")
         raise ClientError("the stream ended without an end event")
+
+
+def _field(data: Any, name: str) -> Any:
+    return data.get(name) if isinstance(data, dict) else None
 
 
 def _text(chunk: Any) -> str:
@@ -147,98 +210,19 @@ def _sources(data: Any) -> list[dict[str, Any]]:
     return [s for s in listed if isinstance(s, dict)] if isinstance(listed, list) else []
 
 
+_TAG = re.compile(r"<[^>]*>")
+
+
 def _error_text(response: httpx.Response) -> str:
+    """`HTTP 404: message`: chainserve's `error.message`, else what the body says, on one line."""
     try:
-        error = response.json().get("error", {})
-        message = error.get("message") or response.text
+        body = response.json()
     except ValueError:
+        body = None
+    error = _field(body, "error")
+    message = _field(error, "message") or error or _field(body, "detail")
+    if not isinstance(message, str):
         message = response.text
-    return f"HTTP {response.status_code}: {message}"
-
-
-def input_for(chain: dict[str, Any], message: str, thread: str | None) -> dict[str, Any]:
-    """The request body carrying one user message, shaped by the chain's input schema."""
-    properties = chain.get("input_schema", {}).get("properties", {})
-    if "messages" in properties:
-        body: dict[str, Any] = {"input": {"messages": [{"role": "user", "content": message}]}}
-        if thread:
-            body["thread_id"] = thread
-        return body
-    required = chain.get("input_schema", {}).get("required", [])
-    if len(required) != 1:
-        raise ClientError(f"chain {chain['name']!r} takes more than one field: use `invoke`")
-    return {"input": {required[0]: message}}
-
-
-def stats_line(summary: dict[str, Any], elapsed: float) -> str:
-    timings = summary.get("timings") or {}
-    usage = summary.get("usage") or {}
-    ttft = timings.get("time_to_first_token_ms")
-    output = usage.get("output_tokens") or 0
-    rate = output / elapsed if elapsed > 0 else 0.0
-    first = f"{ttft:.0f} ms" if isinstance(ttft, (int, float)) else "-"
-    return f"ttft {first} · {output} tokens · {rate:.1f} tokens/s · run {summary.get('run_id')}"
-
-
-def run_turn(
-    client: Client,
-    chain: dict[str, Any],
-    message: str,
-    thread: str | None,
-    configurable: dict[str, Any],
-    *,
-    stats: bool,
-    plain: bool = False,
-) -> None:
-    body = {**input_for(chain, message, thread), "config": {"configurable": configurable}}
-    styled = styled_output(plain=plain)
-    started = time.monotonic()
-    with answer_view(styled=styled) as view:
-        summary = client.stream(chain["name"], body, view.write)
-    if summary.get("sources"):
-        print_sources(summary["sources"], styled=styled)
-    if stats:
-        print(stats_line(summary, time.monotonic() - started), file=sys.stderr)
-
-
-def chat(
-    client: Client,
-    name: str,
-    message: str | None,
-    thread: str | None,
-    configurable: dict[str, Any],
-    *,
-    stats: bool,
-    plain: bool = False,
-) -> int:
-    """One turn with MESSAGE (or stdin when piped), else a conversation at a prompt."""
-    chain = client.chain(name)
-    if message is None and not sys.stdin.isatty():
-        message = sys.stdin.read()
-    if message is not None:
-        try:
-            run_turn(client, chain, message, thread, configurable, stats=stats, plain=plain)
-        except KeyboardInterrupt:
-            print("\n[cancelled]", file=sys.stderr)
-            return 130
-        return 0
-    memory = "messages" in chain.get("input_schema", {}).get("properties", {})
-    thread = thread or (client.new_thread() if memory else None)
-    print(
-        f"chatting with {name} at {client.url}; Ctrl-C stops an answer, Ctrl-D quits",
-        file=sys.stderr,
-    )
-    while True:
-        try:
-            line = input("you> ")
-        except (EOFError, KeyboardInterrupt):
-            print(file=sys.stderr)
-            return 0
-        if not line.strip():
-            continue
-        try:
-            run_turn(client, chain, line, thread, configurable, stats=stats, plain=plain)
-        except KeyboardInterrupt:
-            print("\n[cancelled]", file=sys.stderr)
-        except ClientError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+        if "html" in response.headers.get("content-type", ""):
+            message = _TAG.sub(" ", message)
+    return f"HTTP {response.status_code}: {one_line(message) or response.reason_phrase}"

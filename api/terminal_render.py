@@ -6,9 +6,10 @@ All `rich` imports live here.
 """
 
 import os
+import stat
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from types import TracebackType
 from typing import Any, Protocol, Self, TextIO
 
@@ -20,6 +21,7 @@ from rich.spinner import Spinner
 from rich.text import Text
 
 from api.markdown_blocks import MarkdownBlocks
+from api.terminal_tty import exit_cleanly_on_hangup, for_stream, no_echo, one_line, printable
 
 REFRESHES_PER_SECOND = 8
 """Redraws of the growing answer: each one re-renders its unfinished block, whatever the rate
@@ -39,12 +41,20 @@ def styled_output(*, plain: bool, out: TextIO | None = None) -> bool:
 
 
 class PlainAnswer:
+    """The text as it comes; on a terminal without control characters."""
+
     def __init__(self, out: TextIO) -> None:
         self.out = out
+        self.line_open = False
+        """Whether text was written since the last newline."""
 
     def write(self, text: str) -> None:
+        text = for_stream(text, self.out)
+        if not text:
+            return
         self.out.write(text)
         self.out.flush()
+        self.line_open = not text.endswith("\n")
 
 
 class _Bottom:
@@ -72,6 +82,7 @@ class LiveAnswer:
         self._blocks = MarkdownBlocks()
         self._started = False
         self._ended = False
+        self._guards = ExitStack()  # echo off and signals handled while the view is live
         self._spinner = Spinner("dots", Text("waiting for the answer", style="dim"))
         self._live = Live(
             console=console,
@@ -93,10 +104,15 @@ class LiveAnswer:
         return _Bottom(Markdown(self._blocks.recent(self._console.size.height)))
 
     def __enter__(self) -> Self:
-        self._live.start(refresh=True)  # draw the spinner now, not at the first tick
+        with ExitStack() as guards:
+            guards.enter_context(no_echo())
+            guards.enter_context(exit_cleanly_on_hangup())
+            self._live.start(refresh=True)  # draw the spinner now, not at the first tick
+            self._guards = guards.pop_all()
         return self
 
     def write(self, text: str) -> None:
+        text = printable(text)
         if not text:
             return
         first, self._started = not self._started, True
@@ -116,7 +132,10 @@ class LiveAnswer:
         # No answer yet (a failure, Ctrl-C): erase the spinner. Stopping shows the cursor again.
         self._live.transient = not self._started
         self._ended = True
-        self._live.stop()
+        try:
+            self._live.stop()
+        finally:
+            self._guards.close()
 
 
 @contextmanager
@@ -126,16 +145,38 @@ def answer_view(*, styled: bool) -> Iterator[AnswerView]:
         with LiveAnswer(Console()) as live:
             yield live
         return
-    yield PlainAnswer(sys.stdout)
-    if sys.stdout.isatty():
-        sys.stdout.write("\n")  # piped, the output is exactly the chain's
+    plain = PlainAnswer(sys.stdout)
+    try:
+        yield plain
+    finally:
+        if plain.line_open:
+            end_line(sys.stdout)
+
+
+def end_line(out: TextIO) -> None:
+    """After an answer that did not end its line, start a new one for what follows (an error,
+    stats, sources): on the terminal itself, or, when the answer went down a pipe (`| tee`)
+    to what is likely the same screen, on stderr. Piped, stdout stays exactly the chain's."""
+    if out.isatty():
+        out.write("\n")
+        out.flush()
+    elif _is_pipe(out) and sys.stderr.isatty():
+        sys.stderr.write("\n")
+
+
+def _is_pipe(out: TextIO) -> bool:
+    try:
+        return stat.S_ISFIFO(os.fstat(out.fileno()).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def source_label(source: dict[str, Any]) -> str:
     """`[1] Title, p. 3`: a retrieved chunk's number, its document's title (or id), its page."""
     title = source.get("title") or source.get("doc_id") or "untitled"
     page = source.get("page")
-    return f"[{source.get('number', '?')}] {title}" + (f", p. {page}" if page is not None else "")
+    label = f"[{source.get('number', '?')}] {title}" + (f", p. {page}" if page is not None else "")
+    return one_line(label)
 
 
 def print_sources(sources: list[dict[str, Any]], *, styled: bool) -> None:

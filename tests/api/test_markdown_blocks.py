@@ -42,3 +42,12 @@ def test_recent_lines_of_a_long_code_block_keep_its_fence() -> None:
     blocks.feed("\n```\nafter")
     assert blocks.recent(2) == "```\nafter"
     assert blocks.recent(1000) == blocks.tail
+
+
+def test_recent_lines_show_the_fence_opener_once_when_it_is_inside_them() -> None:
+    blocks = MarkdownBlocks()
+    blocks.feed("a\nb\nHere is code:\n```python\n" + "".join(f"line {i}\n" for i in range(5)))
+    assert blocks.recent(8) == "Here is code:\n```python\n" + "".join(
+        f"line {i}\n" for i in range(5)
+    )
+    assert blocks.recent(6) == "```python\n" + "".join(f"line {i}\n" for i in range(5))

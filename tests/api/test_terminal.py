@@ -1,112 +1,35 @@
 """The terminal client against a real server: piped output is exactly the chain's output; on a
 terminal (a pseudo-terminal here) the answer is rendered Markdown after a spinner."""
 
-import fcntl
 import json
-import os
 import re
-import select
 import signal
-import struct
 import subprocess
 import sys
-import termios
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
 
-from api.terminal import ClientError, parse_config, sse_events
+from api.terminal import ClientError, sse_events
+from api.terminal_config import parse_config
 from api.terminal_render import source_label
 from tests.conftest import ServerFactory, offline_settings, upstream_settings
 from tests.support.mock_upstream import MockUpstream, Script
 from tests.support.process import ROOT
+from tests.support.terminal import (
+    HIDE_CURSOR,
+    SHOW_CURSOR,
+    TerminalCli,
+    TerminalFactory,
+    run_cli,
+    screen,
+)
 
 MARKDOWN = ["Here is", " code:\n\n", "```python\n", "print('hi')\n", "```\n\n", "Done."]
 SPINNER_FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
-SHOW_CURSOR, HIDE_CURSOR = "\x1b[?25h", "\x1b[?25l"
-
-
-def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "api", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        check=False,
-    )
-
-
-def _default_sigint() -> None:
-    # A parent that ignores SIGINT (a background CI job) would pass that on to the child.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-class TerminalCli:
-    """`python -m api ARGS` with stdin, stdout and stderr on a 100x30 pseudo-terminal."""
-
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        master, slave = os.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
-        unset = ("OPENAI_", "CHAINSERVE_", "NO_COLOR", "FORCE_COLOR", "TTY_", "COLUMNS", "LINES")
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(unset)}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "api", *args],
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            cwd=ROOT,
-            env={**clean, "TERM": "xterm-256color", **(env or {})},
-            preexec_fn=_default_sigint,
-        )
-        os.close(slave)
-        self.master = master
-        self.raw = ""
-
-    @property
-    def text(self) -> str:
-        """What a reader sees, ignoring redraws: the output without escape sequences."""
-        return ANSI.sub("", self.raw).replace("\r\n", "\n")
-
-    def _read(self, deadline: float) -> bool:
-        """Reads what is there; False once the child has closed the terminal."""
-        ready, _, _ = select.select([self.master], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            raise AssertionError(f"the terminal stayed quiet; so far: {self.raw!r}")
-        try:
-            data = os.read(self.master, 65536)
-        except OSError:  # EIO: every copy of the other end is closed
-            data = b""
-        self.raw += data.decode(errors="replace")
-        return bool(data)
-
-    def wait_for(self, visible: str, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while visible not in self.text:
-            if not self._read(deadline):
-                raise AssertionError(f"exited before showing {visible!r}: {self.raw!r}")
-
-    def send(self, keys: str) -> None:
-        os.write(self.master, keys.encode())
-
-    def finish(self, timeout: float = 20) -> int:
-        deadline = time.monotonic() + timeout
-        while self._read(deadline):
-            pass
-        return self.process.wait(timeout)
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        os.close(self.master)
-
-
-TerminalFactory = Callable[..., TerminalCli]
 
 
 @pytest.fixture
@@ -114,8 +37,10 @@ def terminal() -> Iterator[TerminalFactory]:
     """Start the CLI on pseudo-terminals; any still running is killed when the test ends."""
     started: list[TerminalCli] = []
 
-    def start(*args: str, env: dict[str, str] | None = None) -> TerminalCli:
-        started.append(TerminalCli(*args, env=env))
+    def start(
+        *args: str, env: dict[str, str] | None = None, stdout: IO[str] | None = None
+    ) -> TerminalCli:
+        started.append(TerminalCli(*args, env=env, stdout=stdout))
         return started[-1]
 
     yield start
@@ -130,8 +55,8 @@ def test_piped_chat_output_equals_the_chains_output(start_server: ServerFactory)
         f"{server.url}/chains/chat/invoke",
         json={"input": {"messages": [{"role": "user", "content": message}]}},
     ).json()["output"]
-    from_argument = _cli("chat", "chat", message, "--url", server.url)
-    from_stdin = _cli("chat", "chat", "--url", server.url, "--stats", stdin=message)
+    from_argument = run_cli("chat", "chat", message, "--url", server.url)
+    from_stdin = run_cli("chat", "chat", "--url", server.url, "--stats", stdin=message)
     assert from_argument.returncode == 0, from_argument.stderr
     assert from_argument.stdout == expected
     assert from_stdin.stdout == expected
@@ -140,8 +65,8 @@ def test_piped_chat_output_equals_the_chains_output(start_server: ServerFactory)
 
 def test_chains_invoke_and_config_reach_the_server(start_server: ServerFactory) -> None:
     server = start_server(offline_settings())
-    listed = _cli("chains", "--url", server.url)
-    invoked = _cli(
+    listed = run_cli("chains", "--url", server.url)
+    invoked = run_cli(
         "invoke", "explain", "--input", '{"topic": "SSE"}', "--config", "prompt=eli5",
         "--url", server.url,
     )  # fmt: skip
@@ -153,14 +78,14 @@ def test_chains_invoke_and_config_reach_the_server(start_server: ServerFactory) 
 
 def test_errors_are_one_clear_line_and_a_failing_status(start_server: ServerFactory) -> None:
     server = start_server(offline_settings(api_keys="sk-terminal-0123456789"))
-    no_key = _cli("chat", "chat", "hi", "--url", server.url)
-    with_key = _cli(
+    no_key = run_cli("chat", "chat", "hi", "--url", server.url)
+    with_key = run_cli(
         "chat", "chat", "hi", "--url", server.url, "--api-key", "sk-terminal-0123456789"
     )
-    bad_chain = _cli(
+    bad_chain = run_cli(
         "chat", "nope", "hi", "--url", server.url, "--api-key", "sk-terminal-0123456789"
     )
-    nowhere = _cli("chains", "--url", "http://127.0.0.1:9")
+    nowhere = run_cli("chains", "--url", "http://127.0.0.1:9")
     assert no_key.returncode == 1
     assert "HTTP 401" in no_key.stderr
     assert "Traceback" not in no_key.stderr
@@ -245,7 +170,7 @@ def test_ctrl_c_in_a_conversation_cancels_the_answer_and_prompts_again(
     cli.send("hello\n")
     cli.wait_for("First words")
     cli.process.send_signal(signal.SIGINT)
-    cli.wait_for("[cancelled]\nyou> ")
+    cli.wait_for_match(r"\[cancelled\] run [0-9a-f-]{36}\nyou> $")
     upstream.wait_for_disconnect()
     cli.send("\x04")  # Ctrl-D at the prompt
     assert cli.finish() == 0, cli.raw
@@ -280,10 +205,138 @@ def test_rag_sources_follow_the_answer_and_stay_off_piped_stdout(
     expected = httpx.post(
         f"{server.url}/chains/rag/invoke", json={"input": {"question": question}}
     ).json()["output"]
-    piped = _cli("chat", "rag", question, "--url", server.url)
+    piped = run_cli("chat", "rag", question, "--url", server.url)
     cli = terminal("chat", "rag", question, "--url", server.url)
     assert cli.finish() == 0, cli.raw
     assert piped.stdout == expected
     assert "[1] SSE notes, p. 3" in piped.stderr
     sources = cli.text.rindex("Sources")
     assert cli.text.rindex("real model") < sources < cli.text.index("[1] SSE notes, p. 3")
+
+
+def test_a_typed_ctrl_c_is_not_echoed_into_the_live_answer(
+    start_server: ServerFactory, upstream: MockUpstream, terminal: TerminalFactory
+) -> None:
+    """An echoed `^C` wraps rich's full-width lines, so the last redraw would leave a second
+    copy of the answer's first line; echo is off while the answer is drawn, and back after."""
+    upstream.default_script = Script(chunks=["First", " words", " never", " shown"], hold_after=2)
+    server = start_server(upstream_settings(upstream))
+    cli = terminal("chat", "chat", "hi", "--url", server.url)
+    cli.wait_for("First words")
+    cli.send("\x03")  # typed, not signalled: the terminal itself sends SIGINT
+    assert cli.finish() == 130, cli.raw
+    assert "^C" not in cli.raw
+    shown = screen(cli.raw)
+    assert [row for row in shown if "First words" in row] == ["First words"], shown
+    assert cli.echoes()
+    upstream.wait_for_disconnect()
+
+
+@pytest.mark.parametrize(
+    ("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)], ids=["term", "hup"]
+)
+def test_a_termination_signal_during_an_answer_restores_the_terminal(
+    start_server: ServerFactory,
+    upstream: MockUpstream,
+    terminal: TerminalFactory,
+    signum: signal.Signals,
+    status: int,
+) -> None:
+    upstream.default_script = Script(chunks=["First", " words", " never", " shown"], hold_after=2)
+    server = start_server(upstream_settings(upstream))
+    cli = terminal("chat", "chat", "hi", "--url", server.url)
+    cli.wait_for("First words")
+    cli.process.send_signal(signum)
+    assert cli.finish() == status, cli.raw
+    assert "Traceback" not in cli.text
+    assert cli.raw.rfind(SHOW_CURSOR) > cli.raw.rfind(HIDE_CURSOR)
+    assert cli.echoes()
+
+
+ESCAPES = ["Safe ", "\x1b]0;PWNED\x07", "\x1b[41mred", "\x9b31m", " text\r\nend\tok"]
+
+
+@pytest.mark.parametrize("flags", [[], ["--plain"]], ids=["rich", "plain"])
+def test_escape_sequences_in_an_answer_never_reach_the_terminal(
+    start_server: ServerFactory,
+    upstream: MockUpstream,
+    terminal: TerminalFactory,
+    flags: list[str],
+) -> None:
+    upstream.default_script = Script(chunks=ESCAPES)
+    server = start_server(upstream_settings(upstream))
+    cli = terminal("chat", "chat", "hi", "--url", server.url, *flags)
+    assert cli.finish() == 0, cli.raw
+    assert "\x1b]" not in cli.raw
+    assert "\x1b[41m" not in cli.raw
+    assert "\x9b" not in cli.raw
+    assert "\x07" not in cli.raw
+    assert "red" in cli.text
+    assert "end" in cli.text
+
+
+def test_piped_output_keeps_the_answers_escape_sequences_byte_for_byte(
+    start_server: ServerFactory, upstream: MockUpstream
+) -> None:
+    upstream.default_script = Script(chunks=ESCAPES)
+    server = start_server(upstream_settings(upstream))
+    piped = subprocess.run(
+        [sys.executable, "-m", "api", "chat", "chat", "hi", "--url", server.url],
+        input=b"",
+        capture_output=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout == "".join(ESCAPES).encode()
+
+
+def test_a_conversation_names_its_thread_and_ctrl_c_at_the_prompt_drops_the_line(
+    start_server: ServerFactory, terminal: TerminalFactory
+) -> None:
+    server = start_server(offline_settings())
+    cli = terminal("chat", "chat", "--url", server.url)
+    thread = cli.wait_for_match(r"in thread ([0-9a-f]+);").group(1)
+    cli.wait_for("you> ")
+    cli.send("never sent")
+    cli.wait_for("you> never sent")  # read by readline: Ctrl-C flushes what is still queued
+    cli.send("\x03")
+    cli.wait_for_match(r"never sent\n+you> $")
+    cli.send("hello\n")
+    cli.wait_for("real model")
+    cli.wait_for_match(r"\nyou> $")
+    cli.send("\x04")
+    assert cli.finish() == 0, cli.raw
+    sent = httpx.get(f"{server.url}/threads/{thread}").json()
+    assert "never sent" not in json.dumps(sent)
+    assert "hello" in json.dumps(sent)
+
+
+def test_an_error_after_part_of_an_answer_starts_on_a_new_line(
+    start_server: ServerFactory, upstream: MockUpstream, terminal: TerminalFactory
+) -> None:
+    upstream.default_script = Script(chunks=["Half", " an", " answer", "!"], drop_after=2)
+    server = start_server(upstream_settings(upstream))
+    cli = terminal("chat", "chat", "hi", "--url", server.url, "--plain")
+    assert cli.finish() == 1, cli.raw
+    assert "Half an\nchainserve: " in cli.text
+
+
+def test_a_conversation_redirected_to_a_file_keeps_only_the_answers_there(
+    start_server: ServerFactory, upstream: MockUpstream, terminal: TerminalFactory, tmp_path: Path
+) -> None:
+    """The prompt goes to stderr; each answer ends its own line in the file."""
+    upstream.default_script = Script(chunks=["An", " answer"])
+    server = start_server(upstream_settings(upstream))
+    log = tmp_path / "log"
+    with log.open("w") as out:
+        cli = terminal("chat", "chat", "--url", server.url, stdout=out)
+    cli.wait_for("you> ")
+    cli.send("one\n")
+    cli.wait_for_match(r"you> one\nyou> $")
+    cli.send("two\n")
+    cli.wait_for_match(r"you> two\nyou> $")
+    cli.send("\x04")
+    assert cli.finish() == 0, cli.raw
+    assert log.read_text() == "An answer\nAn answer\n"
