@@ -488,3 +488,113 @@ def test_a_thread_shows_its_conversation_and_the_server_keeps_it(
         "HTTP 404 · not_found: no thread 'no-such-thread'; create one with POST /threads"
     )
     _expect_refusals(problems, 404)
+
+
+def test_a_stopped_answer_on_a_thread_is_left_out_as_the_server_leaves_it_out(
+    page: Page, start_server: ServerFactory, upstream: MockUpstream
+) -> None:
+    upstream.enqueue(Script(chunks=["Kept."]), Script(chunks=STORY, delay=0.1), Script())
+    server = start_server(upstream_settings(upstream))
+    page.goto(server.url)
+    page.get_by_role("button", name="New thread").click()
+    thread_box = page.locator("input[data-key=thread_id]")
+    expect(thread_box).to_have_value(re.compile("^[0-9a-f]{32}$"))
+    _send(page, "first")
+    expect(page.locator(".answer.done")).to_have_count(1)
+    _send(page, "second")
+    expect(page.locator(".answer.streaming .markdown")).to_contain_text("word2")
+    expect(thread_box).to_be_disabled()  # the run belongs to the conversation on show
+    page.keyboard.press("Escape")
+    expect(page.locator(".answer.stopped")).to_have_count(1)
+    expect(thread_box).to_be_enabled()
+    _send(page, "third")
+    expect(page.locator(".answer.done")).to_have_count(2)
+
+    expect(page.locator(".sent.left-out")).to_have_text(["second"])
+    thread = httpx.get(f"{server.url}/threads/{thread_box.input_value()}").json()
+    assert [m["content"] for m in thread["messages"] if m["role"] == "user"] == ["first", "third"]
+    last = upstream.requests[-1].json["messages"]
+    assert [m["content"] for m in last if m["role"] == "user"] == ["first", "third"]
+
+
+def test_an_emptied_knob_means_its_default_and_ids_lose_pasted_spaces(
+    page: Page, offline_server: LiveServer
+) -> None:
+    thread = httpx.post(f"{offline_server.url}/threads").json()["thread_id"]
+    page.goto(f"{offline_server.url}/#chain=rag")
+    page.locator("input[data-key=collection]").fill("")
+    page.get_by_label("Question").fill("anything?")
+    page.get_by_role("button", name="Run").click()
+    expect(page.locator(".answer.done")).to_have_count(1)
+    assert "collection" not in (page.locator(".answer .curl pre").text_content() or "")
+    page.locator("#chain").select_option("chat")
+    page.locator("input[data-key=thread_id]").fill(f"  {thread} ")
+    _send(page, "on the thread")
+    expect(page.locator(".answer.done")).to_have_count(1)
+    stored = httpx.get(f"{offline_server.url}/threads/{thread}").json()["messages"]
+    assert [m["content"] for m in stored if m["role"] == "user"] == ["on the thread"]
+
+
+def test_optional_choices_start_unset_and_keep_their_types(
+    page: Page, offline_server: LiveServer
+) -> None:
+    """A form from a schema with `X | None = None` enums and booleans and an integer enum."""
+    page.goto(offline_server.url)
+    values = page.evaluate(
+        """async () => {
+          const { buildSchemaForm } = await import("./static/js/schema_form.js");
+          const schema = {
+            type: "object",
+            required: ["level"],
+            properties: {
+              level: { enum: [1, 2, 3], type: "integer" },
+              mode: { anyOf: [{ $ref: "#/$defs/Mode" }, { type: "null" }], default: null },
+              strict: { anyOf: [{ type: "boolean" }, { type: "null" }], default: null },
+              note: { anyOf: [{ type: "string" }, { type: "null" }], default: null },
+            },
+            $defs: { Mode: { enum: ["fast", "careful"], type: "string" } },
+          };
+          const box = document.createElement("div");
+          const form = buildSchemaForm(schema, box);
+          const untouched = form.values();
+          box.querySelector("[name=level]").selectedIndex = 1;
+          box.querySelector("[name=mode]").selectedIndex = 2;
+          box.querySelector("[name=strict]").selectedIndex = 2;
+          box.querySelector("[name=note]").value = "hello";
+          return [untouched, form.values()];
+        }"""
+    )
+    assert values == [
+        {"level": 1},
+        {"level": 2, "mode": "careful", "strict": False, "note": "hello"},
+    ]
+
+
+def test_arrow_keys_on_the_chain_list_keep_the_focus_there(
+    page: Page, offline_server: LiveServer
+) -> None:
+    page.goto(offline_server.url)
+    expect(page.locator("#message")).to_be_focused()
+    page.locator("#chain").focus()
+    page.keyboard.press("ArrowDown")
+    expect(page.locator("#chain")).to_have_value("explain")
+    expect(page.locator("#chain")).to_be_focused()
+
+
+def test_on_a_small_screen_the_page_follows_the_streaming_answer(
+    page: Page, start_server: ServerFactory, upstream: MockUpstream
+) -> None:
+    """Below 800 px the page scrolls as a whole, and the newest answer stays in view."""
+    lines = [f"Line {i} of a long answer.\n\n" for i in range(40)]
+    upstream.enqueue(Script(chunks=lines, delay=0.01), Script(chunks=lines, delay=0.01))
+    server = start_server(upstream_settings(upstream))
+    page.set_viewport_size({"width": 600, "height": 700})
+    page.goto(server.url)
+    for done, message in enumerate(("one", "two"), start=1):
+        _send(page, message)
+        expect(page.locator(".answer.done")).to_have_count(done)
+
+    last = page.locator(".answer").last.locator(".facts").bounding_box()
+    assert last is not None
+    assert page.evaluate("window.scrollY") > 0
+    assert last["y"] + last["height"] <= 700

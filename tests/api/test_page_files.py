@@ -19,7 +19,7 @@ def _page_files(base: str) -> list[str]:
         module = queue.pop()
         source = httpx.get(f"{base}/{module}").text
         folder = module.rsplit("/", 1)[0]
-        for target in re.findall(r'^import .*?from "(\.{1,2}/[^"]+)";$', source, re.M):
+        for target in re.findall(r'^import\s[^;]*?from\s+"(\.{1,2}/[^"]+)";', source, re.M):
             resolved = str(httpx.URL(f"{base}/{folder}/").join(target).path).lstrip("/")
             if resolved not in found:
                 found.append(resolved)

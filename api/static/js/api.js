@@ -31,6 +31,8 @@ export class ApiError extends Error {
     this.status = status;
     this.code = code;
     this.retryAfter = retryAfter;
+    this.runId = null;
+    this.beforeRun = false; // refused or never delivered: the server ran nothing
   }
 
   describe() {
@@ -45,19 +47,25 @@ export async function errorFrom(response) {
   const retryAfter = response.headers.get("retry-after");
   const text = await response.text();
   let code = "";
+  let runId = null;
   let message = text.trim() || response.statusText;
   try {
     const body = JSON.parse(text);
-    if (body?.error?.message) ({ code = "", message } = body.error);
+    if (body?.error?.message) ({ code = "", message, run_id: runId = null } = body.error);
     else if (typeof body?.detail === "string") message = body.detail;
   } catch {
     // Not JSON (a proxy's page): the text is the message.
   }
-  return new ApiError(response.status, code, message, retryAfter);
+  const error = new ApiError(response.status, code, message, retryAfter);
+  error.runId = runId;
+  error.beforeRun = true;
+  return error;
 }
 
 export function unreachable(error) {
-  return new ApiError(0, "", `cannot reach chainserve at ${location.origin} (${error.message})`);
+  const failure = new ApiError(0, "", `cannot reach chainserve at ${location.origin} (${error.message})`);
+  failure.beforeRun = true;
+  return failure;
 }
 
 export async function getJSON(path, { method = "GET", body } = {}) {

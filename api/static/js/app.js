@@ -63,7 +63,8 @@ function askForKey(reason) {
 }
 
 // Also "Clear": the same chain again keeps each pane's knobs and empties the transcripts.
-function selectChain(name) {
+// From the chain list itself focus stays there, so arrow keys can walk through the chains.
+function selectChain(name, { focus = true } = {}) {
   const chain = page.chains.find((candidate) => candidate.name === name);
   if (!chain || page.busy) return;
   const same = page.chain?.name === name;
@@ -79,6 +80,7 @@ function selectChain(name) {
   if (compare) page.panes.push(new Pane("B", chain, ui.panes, kept[1] ?? kept[0]));
   ui.panes.classList.toggle("compare", compare);
   buildComposer(chain);
+  if (focus) page.form.focus();
   setBusy(false); // enables the buttons, which wait in the HTML for a chain to be loaded
 }
 
@@ -103,7 +105,6 @@ function buildComposer(chain) {
     page.form = buildSchemaForm(chain.input_schema, ui.fields);
   }
   ui.send.textContent = isChatChain(chain) ? "Send" : "Run";
-  page.form.focus();
 }
 
 function setBusy(busy) {
@@ -132,7 +133,7 @@ async function send(event) {
   try {
     const answers = await Promise.all(page.panes.map((pane) => pane.send(input)));
     // Refused everywhere before any token (a key, a limit): the message comes back to edit.
-    if (answers.every((answer) => answer.error?.status)) page.form.restore?.(input);
+    if (answers.every((answer) => answer.error?.beforeRun)) page.form.restore?.(input);
     const refused = answers.find((answer) => answer.error?.status === 401);
     if (refused) askForKey(refused.error.message);
   } finally {
@@ -160,6 +161,10 @@ function onKey(event) {
     stop();
     return;
   }
+  if (event.key === "Escape" && !ui["key-panel"].hidden) {
+    ui["key-panel"].hidden = true;
+    return;
+  }
   const box = event.target;
   if (event.key !== "Enter" || event.shiftKey || event.isComposing || box.tagName !== "TEXTAREA") return;
   if (!ui.composer.contains(box)) return;
@@ -175,7 +180,7 @@ function useKey(event) {
 }
 
 function start() {
-  ui.chain.addEventListener("change", (event) => selectChain(event.target.value));
+  ui.chain.addEventListener("change", (event) => selectChain(event.target.value, { focus: false }));
   ui.composer.addEventListener("submit", send);
   ui.stop.addEventListener("click", stop);
   ui.compare.addEventListener("click", toggleCompare);
@@ -185,6 +190,7 @@ function start() {
   ui["key-cancel"].addEventListener("click", () => (ui["key-panel"].hidden = true));
   ui["key-forget"].addEventListener("click", () => {
     saveKey("", false);
+    ui.remember.checked = false;
     askForKey("The key is forgotten on this device.");
   });
   document.addEventListener("keydown", onKey);

@@ -9,6 +9,7 @@ function controlFor(spec, value) {
   if (options) {
     input = document.createElement("select");
     for (const option of options) input.append(new Option(String(option), String(option)));
+    input.optionValues = options;
   } else if (schema.type === "number" || schema.type === "integer") {
     input = Object.assign(document.createElement("input"), { type: "number" });
     input.step = schema.type === "integer" ? "1" : "any";
@@ -41,9 +42,14 @@ export function checkPattern(input, pattern) {
   check();
 }
 
-function parse(spec, raw) {
+// An emptied box means "the default", not "" (which a pattern may refuse); ids lose the
+// spaces a paste brings. Options map back to their own values (numbers stay numbers).
+function parse(spec, input) {
+  const raw = input.value.trim();
   const type = spec.schema?.type;
-  if (type === "number" || type === "integer") return raw.trim() === "" ? spec.default : Number(raw);
+  if (input.options) return input.optionValues[input.selectedIndex];
+  if (raw === "") return spec.default;
+  if (type === "number" || type === "integer") return Number(raw);
   return raw;
 }
 
@@ -66,7 +72,7 @@ export function buildControls(configurable, container, values = {}) {
     values() {
       const changed = {};
       for (const { spec, input } of inputs) {
-        const value = parse(spec, input.value);
+        const value = parse(spec, input);
         if (value !== spec.default && !(value === "" && spec.default == null)) changed[spec.id] = value;
       }
       return changed;

@@ -34,11 +34,12 @@ DOMPurify.addHook("afterSanitizeAttributes", (node) => {
 });
 
 // Unlabelled code is guessed only once its block is whole: guessing is the slow part.
-export function renderMarkdown(element, text, { final = false } = {}) {
+export function renderMarkdown(element, text, { final = false, highlight = true } = {}) {
   element.innerHTML = DOMPurify.sanitize(marked.parse(text), SANITIZE);
   for (const code of element.querySelectorAll("pre > code")) {
     const language = /\blanguage-([\w+#.-]+)/.exec(code.className)?.[1];
-    if ((language && hljs.getLanguage(language)) || final) hljs.highlightElement(code);
+    const known = language && hljs.getLanguage(language);
+    if (final || (highlight && known)) hljs.highlightElement(code);
     code.parentElement.append(copyButton(code));
   }
 }

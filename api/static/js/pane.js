@@ -38,14 +38,14 @@ export class Pane {
   }
 
   // A chat pane on a server-side thread shows that thread's conversation, and the server
-  // keeps it: only each new message is sent. "New thread" starts one.
+  // keeps it: only each new message is sent. "New thread" starts one. Both wait while a run
+  // streams: the run belongs to the conversation on show.
   offerThreads(knobs) {
     const input = knobs.querySelector("input[data-key=thread_id]");
     if (!input) return;
     const start = Object.assign(document.createElement("button"), { type: "button", textContent: "New thread" });
     start.className = "small";
     start.addEventListener("click", async () => {
-      if (this.running) return;
       try {
         input.value = (await getJSON("threads", { method: "POST", body: {} })).thread_id;
         this.loadThread(input.value);
@@ -54,21 +54,24 @@ export class Pane {
       }
     });
     input.after(start);
-    input.addEventListener("change", () => this.running || this.loadThread(input.value.trim()));
+    input.addEventListener("change", () => this.loadThread(input.value.trim()));
+    this.threadControls = [input, start];
   }
 
   async loadThread(id) {
+    const load = (this.loads = (this.loads ?? 0) + 1); // a slower, older load must not win
     this.transcript.replaceChildren();
     this.history = [];
     if (!id) return;
     try {
       const thread = await getJSON(`threads/${encodeURIComponent(id)}`);
+      if (load !== this.loads) return;
       this.history = thread.messages
         .filter((message) => message.role === "user" || message.role === "assistant")
         .map(({ role, content }) => ({ role, content: textOf({ content }) }));
       for (const message of this.history) this.replay(message);
     } catch (error) {
-      this.showProblem(error);
+      if (load === this.loads) this.showProblem(error);
     }
   }
 
@@ -104,21 +107,29 @@ export class Pane {
 
   async send(input) {
     const body = this.body(input);
+    const onThread = Boolean(this.controls.values().thread_id);
     const url = endpoint(`chains/${encodeURIComponent(this.chain.name)}/stream`);
     const sent = sentBubble(this.isChat ? input : JSON.stringify(input, null, 2));
     const answer = new AnswerView(curlCommand(url, body, Boolean(apiKey())));
     this.transcript.append(sent, answer.article);
-    this.transcript.scrollTop = this.transcript.scrollHeight; // and it follows the answer (turn.js)
+    answer.follow(() => {}, { force: true });
     this.running = new AbortController();
+    for (const control of this.threadControls ?? []) control.disabled = true;
     const status = await streamRun(this.chain.name, body, this.running.signal, answer);
+    for (const control of this.threadControls ?? []) control.disabled = false;
     this.running = null;
-    if (this.isChat && status !== "failed") {
-      // A stopped answer stays in the conversation as far as it got, as in any chat app.
+    // A stopped answer stays in the page's conversation as far as it got, as in any chat
+    // app; a server-side thread keeps only finished runs, so there it is left out too.
+    const kept = status === "done" || (status === "stopped" && !onThread);
+    if (this.isChat && kept) {
       this.history.push({ role: "user", content: input });
       if (answer.content) this.history.push({ role: "assistant", content: answer.content });
     } else if (this.isChat) {
       sent.classList.add("left-out");
-      sent.title = "The run failed: this message is not part of the conversation sent next.";
+      sent.title =
+        status === "failed"
+          ? "The run failed: this message is not part of the conversation sent next."
+          : "Stopped: the thread keeps only finished answers, so this exchange is not in it.";
     }
     return answer;
   }

@@ -25,9 +25,14 @@ function kindOf(schema) {
 function fieldFor(name, schema, required) {
   const kind = kindOf(schema);
   let input;
-  if (kind === "enum") {
+  // An optional choice starts unset ("" = leave it out), so the chain's own default applies.
+  const optional = !required && (schema.default === undefined || schema.default === null);
+  if (kind === "enum" || (kind === "boolean" && optional)) {
+    const choices = kind === "enum" ? schema.enum : [true, false];
     input = document.createElement("select");
-    for (const option of schema.enum) input.append(new Option(String(option), String(option)));
+    if (optional) input.append(new Option("(not set)", ""));
+    for (const option of choices) input.append(new Option(String(option), String(option)));
+    input.choices = optional ? [undefined, ...choices] : choices;
   } else if (kind === "boolean") {
     input = Object.assign(document.createElement("input"), { type: "checkbox" });
   } else if (kind === "integer" || kind === "number") {
@@ -54,13 +59,15 @@ function fieldFor(name, schema, required) {
   input.required = required && kind !== "boolean";
   const initial = schema.default;
   if (initial !== undefined && initial !== null) {
-    if (kind === "boolean") input.checked = Boolean(initial);
+    if (input.choices) input.selectedIndex = Math.max(0, input.choices.indexOf(initial));
+    else if (kind === "boolean") input.checked = Boolean(initial);
     else input.value = kind === "json" ? JSON.stringify(initial) : String(initial);
   }
   return { name, kind, input, schema };
 }
 
 function valueOf({ kind, input }) {
+  if (input.choices) return input.choices[input.selectedIndex]; // the enum's own value and type
   if (kind === "boolean") return input.checked;
   const raw = input.value;
   if (raw.trim() === "") return undefined;

@@ -105,13 +105,18 @@ export class AnswerView {
         this.done.append(block);
         this.finished = "";
       }
-      renderMarkdown(this.live, this.blocks.tail);
+      // A huge block being written (a long code listing) is highlighted once, when whole.
+      renderMarkdown(this.live, this.blocks.tail, { highlight: this.blocks.tail.length < 20_000 });
     });
   }
 
-  follow(change) {
-    const box = this.article.parentElement;
-    const following = box && box.scrollHeight - box.scrollTop - box.clientHeight < 48;
+  // On small screens the page scrolls as a whole (style.css), elsewhere the transcript does.
+  follow(change, { force = false } = {}) {
+    const transcript = this.article.parentElement;
+    if (!transcript) return change();
+    const scrolls = getComputedStyle(transcript).overflowY !== "visible";
+    const box = scrolls ? transcript : document.scrollingElement;
+    const following = force || box.scrollHeight - box.scrollTop - box.clientHeight < 48;
     change();
     if (following) box.scrollTop = box.scrollHeight;
   }
@@ -145,6 +150,7 @@ export class AnswerView {
 
   fail(error, clock) {
     this.error = error;
+    if (error.runId && !this.info.run_id) this.metadata({ run_id: error.runId });
     this.finish("failed", "The run failed");
     this.problem.hidden = false;
     this.problem.textContent = error.describe();
