@@ -376,6 +376,11 @@ def test_entering_the_key_again_mid_conversation_keeps_it(
     answers = page.locator(".answer.done .markdown").all_inner_texts()
     assert "This conversation has 3 messages" in answers[1]  # first, its answer, second
     assert page.locator(".sent").count() == 3  # the refused one stays, greyed out
+    # Any refused call asks for the key, not only a run: here starting a thread.
+    page.evaluate("sessionStorage.setItem('chainserve.apiKey', 'sk-revoked-0000000000')")
+    page.get_by_role("button", name="New thread").click()
+    expect(page.locator("#key-panel")).to_be_visible()
+    expect(page.locator("#key-reason")).to_contain_text("not valid")
     _expect_refusals(problems, 401)
 
 

@@ -194,6 +194,7 @@ function start() {
     askForKey("The key is forgotten on this device.");
   });
   document.addEventListener("keydown", onKey);
+  document.addEventListener("chainserve:unauthorized", (event) => askForKey(event.detail));
   window.addEventListener("hashchange", () => {
     const wanted = new URLSearchParams(location.hash.slice(1)).get("chain");
     if (wanted === page.chain?.name) return;

@@ -76,6 +76,10 @@ export class Pane {
   }
 
   showProblem(error) {
+    if (error.status === 401) {
+      // A refused key is the page's business (it asks for another), not this pane's.
+      document.dispatchEvent(new CustomEvent("chainserve:unauthorized", { detail: error.message }));
+    }
     const problem = Object.assign(document.createElement("p"), { className: "problem" });
     problem.textContent = error.describe?.() ?? String(error);
     this.transcript.append(problem);
