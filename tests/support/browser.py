@@ -59,3 +59,9 @@ def screenshot_path(name: str) -> Path:
     """Where a test's screenshot goes: `test-artifacts/` (kept by CI, ignored by git)."""
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS / f"{name}.png"
+
+
+def forget_old_failures() -> None:
+    """Screenshots of failures from an earlier run would read as this run's."""
+    for stale in ARTIFACTS.glob("FAILED-*.png"):
+        stale.unlink(missing_ok=True)
