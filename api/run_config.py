@@ -61,7 +61,7 @@ def _check_labels(config: dict[str, Any]) -> dict[str, Any]:
 
 
 @functools.cache
-def _adapter(annotation: Any) -> TypeAdapter[Any]:
+def value_adapter(annotation: Any) -> TypeAdapter[Any]:
     """One compiled validator per knob type, not one per request."""
     return TypeAdapter(annotation)
 
@@ -69,7 +69,7 @@ def _adapter(annotation: Any) -> TypeAdapter[Any]:
 def _check_value(chain: RegisteredChain, key: str, value: Any) -> Any:
     spec = chain.configurable[key]
     try:
-        checked = _adapter(spec.annotation).validate_python(value)
+        checked = value_adapter(spec.annotation).validate_python(value)
     except ValidationError as exc:
         problem = exc.errors()[0]["msg"]
         raise ConfigError(

@@ -5,7 +5,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import PydanticUserError, TypeAdapter
+from pydantic import PydanticUserError
 
 from api.deps import ChainDep, ChainsDep, ModelInfoDep, RunsDep, SettingsDep, ThreadsDep
 from api.encoding import to_jsonable
@@ -14,6 +14,7 @@ from api.event_stream import RunEventStream
 from api.input_limit import RESPONSES as INPUT_LIMIT_RESPONSES
 from api.input_limit import check_run_input
 from api.run_calls import Failed, invoke, start_stream
+from api.run_config import value_adapter
 from api.run_request import (
     OnDisconnect,
     RunRequest,
@@ -49,7 +50,7 @@ def _options(annotation: Any) -> list[Any] | None:
 def _value_schema(annotation: Any) -> dict[str, Any]:
     """The JSON schema of a configurable key's value (type, bounds, pattern) for forms."""
     try:
-        return TypeAdapter(annotation).json_schema()
+        return value_adapter(annotation).json_schema()
     except PydanticUserError:  # a type pydantic cannot describe: say nothing rather than fail
         return {}
 

@@ -10,8 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 from playwright.sync_api import BrowserContext, sync_playwright
+
+from tests.support.unavailable import unavailable
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
@@ -31,10 +32,7 @@ CHROMIUM_FLAGS = [
 def chromium_binary() -> str:
     path = os.environ.get("CHAINSERVE_TEST_CHROMIUM") or shutil.which("chromium")
     if path is None:
-        message = "chromium is not installed (Debian package chromium; .ci/run installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("chromium is not installed (Debian package chromium; .ci/run installs it)")
     return path
 
 

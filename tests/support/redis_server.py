@@ -1,6 +1,5 @@
 """A throwaway `redis-server` on a free loopback port, for tests of the Redis backends."""
 
-import os
 import shutil
 import socket
 import subprocess
@@ -8,7 +7,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-import pytest
+from tests.support.unavailable import unavailable
 
 
 def _free_port() -> int:
@@ -22,10 +21,9 @@ def redis_binary() -> str:
     """The redis-server path; skips the test locally when absent, fails in CI."""
     path = shutil.which("redis-server")
     if path is None:
-        message = "redis-server is not installed (Debian package redis-server; .ci/run installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(
+            "redis-server is not installed (Debian package redis-server; .ci/run installs it)"
+        )
     return path
 
 
