@@ -40,6 +40,8 @@ class RunManager:
         self.drain = drain or Drain(0.0)
         """Started by SIGTERM: how long open streams of these runs may still go on."""
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._closing: set[str] = set()
+        """Runs recording their cancellation: another cancel now would cut that short."""
         self._listener: asyncio.Task[None] | None = None
 
     async def start(self, run: Run, chunks: AsyncIterator[Any]) -> None:
@@ -75,8 +77,12 @@ class RunManager:
         except Exception as exc:  # noqa: BLE001 - every chain failure becomes a typed error
             await self._fail(run, exc)
         except anyio.get_cancelled_exc_class():
-            with anyio.CancelScope(shield=True):
-                await self._record_cancel(run)
+            self._closing.add(run.run_id)
+            try:
+                with anyio.CancelScope(shield=True):
+                    await self._record_cancel(run)
+            finally:
+                self._closing.discard(run.run_id)
             raise
         else:
             run.finish("done")
@@ -128,8 +134,7 @@ class RunManager:
         """Cancel a running run wherever it runs; returns its record once it has stopped."""
         task = self._tasks.get(run_id)
         if task is not None:
-            if not task.cancelling():
-                task.cancel()
+            self._cancel_task(run_id)
             await asyncio.wait({task}, timeout=CANCEL_WAIT_SECONDS)
             return await self.log.get(run_id)
         record = await self.log.get(run_id)
@@ -137,7 +142,7 @@ class RunManager:
             return record
         # Pub/sub delivers only to workers subscribed at that instant (one still subscribing
         # after a start or a Redis reconnect misses it), so the cancel is sent again until
-        # the run has stopped; a worker ignores it for a run it is already cancelling.
+        # the run has stopped; a worker ignores it for a run already recording its end.
         deadline = time.monotonic() + CANCEL_WAIT_SECONDS
         next_publish = 0.0
         while record is not None and record.status == "running" and time.monotonic() < deadline:
@@ -155,13 +160,18 @@ class RunManager:
             try:
                 async for run_id in self.log.cancellations():
                     delay = 0.5
-                    task = self._tasks.get(run_id)
-                    if task is not None and not task.cancelling():
-                        task.cancel()  # once: a second cancel would cut its clean-up short
+                    self._cancel_task(run_id)
             except Exception:  # a Redis outage must not end cancellation for good
                 logger.warning("run-cancel channel lost; retry in %.1fs", delay, exc_info=True)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
+
+    def _cancel_task(self, run_id: str) -> None:
+        """Cancel the run's task here, if it runs here, again if a cancel did not take (a
+        library swallowed it), but never while it records its cancellation."""
+        task = self._tasks.get(run_id)
+        if task is not None and run_id not in self._closing:
+            task.cancel()
 
     def start_listening(self) -> None:
         """Honour cancels sent through the log by other workers."""

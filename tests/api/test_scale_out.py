@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.api.streaming import StreamResult, chat_input, collect, read_then_hang_up
+from tests.conftest import FAILED
 from tests.support.mock_upstream import MockUpstream, Script
 from tests.support.process import ServerProcess
 from tests.support.sse import Event, SSEParser
@@ -19,9 +20,10 @@ TOKENS = [f" w{i}" for i in range(30)]
 
 @pytest.fixture
 def workers(
-    tmp_path: Path, redis_url: str, upstream: MockUpstream
+    request: pytest.FixtureRequest, tmp_path: Path, redis_url: str, upstream: MockUpstream
 ) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    """Worker A and worker B: separate processes sharing one Redis database and upstream."""
+    """Worker A and worker B: separate processes sharing one Redis database and upstream;
+    a failed test shows what both logged."""
     database = f"{redis_url.rsplit('/', 1)[0]}/{uuid.uuid4().int % 15 + 1}"
     env = {
         "OPENAI_API_KEY": "sk-test",
@@ -31,6 +33,8 @@ def workers(
     }
     with ServerProcess(tmp_path, env) as a, ServerProcess(tmp_path, env) as b:
         yield a, b
+    if request.node.stash.get(FAILED, False):
+        print(f"worker A logged:\n{a.output}\nworker B logged:\n{b.output}")
 
 
 async def _join(url: str, run_id: str, last: str | None, keep: int | None = None) -> list[Event]:
