@@ -20,8 +20,9 @@ from api.terminal import DEFAULT_URL
 
 def log_config(level: str, fmt: str = "text") -> dict[str, Any]:
     """Uvicorn's logging set-up, plus our `chainserve.*` loggers on the same handler, the
-    request id on every line, and stream tokens redacted from the access log. In `json`
-    format every line is a JSON object and chainserve's own request line replaces uvicorn's."""
+    request id on every line, and credentials redacted from every line, whichever logger wrote
+    it (api/log_redaction.py). In `json` format every line is a JSON object and chainserve's
+    own request line replaces uvicorn's."""
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
@@ -36,7 +37,7 @@ def log_config(level: str, fmt: str = "text") -> dict[str, Any]:
             "request_id": {"()": "api.request_log.WithRequestId"},
         }
     )
-    config["handlers"]["default"]["filters"] = ["request_id"]
+    config["handlers"]["default"]["filters"] = ["redact_tokens", "request_id"]
     config["handlers"]["access"]["filters"] = ["redact_tokens", "request_id"]
     if fmt == "json":
         for formatter in config["formatters"].values():
