@@ -121,7 +121,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.threads = threads
     app.state.runs = runs
     app.state.retrieval = retrieval
-    keys = ApiKeys([key.get_secret_value() for key in settings.api_keys])
+    keys = ApiKeys(
+        [key.get_secret_value() for key in settings.api_keys],
+        admin_keys=[key.get_secret_value() for key in settings.admin_keys],
+    )
     app.state.stream_tokens = StreamTokens(
         _token_secret(settings, keys), settings.stream_token_ttl_seconds
     )
