@@ -11,6 +11,12 @@ from chains.retrieval.types import Chunk, EmbedderMismatchError
 Matrix = npt.NDArray[np.float32]
 
 
+def storage_name(owner: str | None, name: str) -> str:
+    """The key a collection is stored under: its name for an unowned one (as before owners
+    existed), else `owner/name`, which no collection name can be (names have no `/`)."""
+    return name if owner is None else f"{owner}/{name}"
+
+
 def check_vectors(chunks: list[Chunk], vectors: list[list[float]]) -> Matrix:
     """The vectors as a (chunks x dimensions) matrix; one vector per chunk, all one length."""
     if len(chunks) != len(vectors):
