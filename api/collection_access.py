@@ -12,7 +12,8 @@ from fastapi import Query
 
 from api.errors import RequestError
 from api.ownership import LEGACY_OWNER, Caller
-from chains.retrieval.types import ChunkStore, CollectionInfo, readable
+from chains.retrieval.store_rules import readable
+from chains.retrieval.types import ChunkStore, CollectionInfo
 
 OwnerParam = Annotated[
     str | None,

@@ -20,7 +20,8 @@ from pydantic import ConfigDict, Field
 
 from chains.owner import owner_of
 from chains.retrieval.bm25 import BM25Index
-from chains.retrieval.types import ChunkStore, Hit, readable
+from chains.retrieval.store_rules import readable
+from chains.retrieval.types import ChunkStore, Hit
 
 COLLECTION_KEY = "collection"
 K_KEY = "k"

@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from chains.retrieval.types import Chunk, EmbedderMismatchError
+from chains.retrieval.types import Chunk, ChunkStore, CollectionInfo, EmbedderMismatchError
 
 Matrix = npt.NDArray[np.float32]
 
@@ -56,3 +56,9 @@ def summarize_document(chunks: list[Chunk]) -> tuple[str | None, dict[str, Any]]
         shared = {k: v for k, v in shared.items() if k in chunk.metadata and chunk.metadata[k] == v}
     title = shared.get("title")
     return (title if isinstance(title, str) else None), shared
+
+
+async def readable(store: ChunkStore, name: str, owner: str | None) -> CollectionInfo | None:
+    """The collection `owner` reads by `name`: its own if it has one, else a published one."""
+    own = await store.collection(name, owner=owner)
+    return own if own is not None else await store.published(name)

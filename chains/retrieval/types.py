@@ -145,9 +145,3 @@ class ChunkStore(Protocol):
         """Every chunk of a collection (for keyword search)."""
 
     async def aclose(self) -> None: ...
-
-
-async def readable(store: ChunkStore, name: str, owner: str | None) -> CollectionInfo | None:
-    """The collection `owner` reads by `name`: its own if it has one, else a published one."""
-    own = await store.collection(name, owner=owner)
-    return own if own is not None else await store.published(name)
