@@ -267,17 +267,22 @@ async def test_threads_from_before_owners_are_migrated_and_seen_by_admins_only(
     assert (await call(server.url, BOB, "GET", f"/threads/{thread_id}")).status_code == 404
 
 
-async def test_redis_threads_from_before_owners_are_seen_by_admins_only(
+async def test_redis_threads_and_runs_from_before_owners_are_seen_by_admins_only(
     start_server: ServerFactory, redis_url: str
 ) -> None:
+    import uuid
+
     from redis.asyncio import Redis
 
-    old = f"legacy{MISSING[:20]}"
+    old, old_run = f"legacy{uuid.uuid4().hex[:20]}", str(uuid.uuid4())
+    record = {"run_id": old_run, "chain": "chat", "model": {}, "created_at": 1.0, "status": "done"}
     redis: Redis = Redis.from_url(redis_url)
     await redis.hset(f"chainserve:thread:{old}", mapping={"created_at": "1.0", "metadata": "{}"})
+    await redis.set(f"chainserve:run:{old_run}", json.dumps(record), ex=600)
     await redis.aclose()
     server = start_server(keyed_settings(redis_url=redis_url))
-    assert (await call(server.url, ALICE, "GET", f"/threads/{old}")).status_code == 404
-    assert (await call(server.url, ADMIN, "GET", f"/threads/{old}")).status_code == 200
+    for path in (f"/threads/{old}", f"/runs/{old_run}"):
+        assert (await call(server.url, ALICE, "GET", path)).status_code == 404
+        assert (await call(server.url, ADMIN, "GET", path)).status_code == 200
     listed = await call(server.url, ADMIN, "GET", "/threads", params={"limit": 1000})
     assert old in [t["thread_id"] for t in listed.json()["threads"]]
