@@ -42,8 +42,3 @@ async def get_caller(request: Request) -> Caller:
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
-
-
-def owner_name(owner: str | None) -> str:
-    """An owner as the wire shows it: the key id, or `legacy` for unowned data."""
-    return LEGACY_OWNER if owner is None else owner

@@ -21,7 +21,7 @@ from api.collection_access import (
 from api.deps import RetrievalDep
 from api.error_responses import REFUSALS, error_responses
 from api.errors import RequestError
-from api.ownership import CallerDep, owner_name
+from api.ownership import CallerDep
 from chains.retrieval.ingest import IngestedDocument, IngestError, ingest_text, ingest_upload
 from chains.retrieval.retrievers import COLLECTION_PATTERN
 from chains.retrieval.types import CollectionInfo, EmbedderMismatchError
@@ -71,7 +71,10 @@ class CollectionOut(BaseModel):
     chunks: int
     embedder: str | None
     updated_at: float | None
-    owner: str = Field(description="The key id that owns it, or `legacy` (from before owners).")
+    owner: str | None = Field(
+        description="The key id that owns it; null: unowned (from before owners, or made "
+        "without keys), named `legacy` in `?owner=`."
+    )
     published: bool = Field(description="Readable (not writable) by every key.")
 
 
@@ -80,7 +83,7 @@ class CollectionList(BaseModel):
 
 
 def collection_out(info: CollectionInfo) -> CollectionOut:
-    return CollectionOut(**{**asdict(info), "owner": owner_name(info.owner)})
+    return CollectionOut(**asdict(info))
 
 
 def _inlined(schema: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from api.deps import ThreadsDep
 from api.encoding import to_jsonable
 from api.error_responses import REFUSALS, error_responses
-from api.ownership import Caller, CallerDep, owner_name
+from api.ownership import Caller, CallerDep
 from chains.history import ThreadInfo, ThreadStore
 
 router = APIRouter(prefix="/threads", tags=["threads"], responses=error_responses(*REFUSALS))
@@ -44,7 +44,7 @@ def _describe(info: ThreadInfo) -> dict[str, Any]:
         "thread_id": info.thread_id,
         "created_at": info.created_at,
         "metadata": info.metadata,
-        "owner": owner_name(info.owner),
+        "owner": info.owner,
     }
 
 

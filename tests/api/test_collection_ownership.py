@@ -54,7 +54,7 @@ async def sources(url: str, key: str, question: str, **configurable: object) -> 
     return [s["doc_id"] for s in result.of("sources")[0].json()["sources"]]
 
 
-def names(response: httpx.Response) -> list[tuple[str, str]]:
+def names(response: httpx.Response) -> list[tuple[str, str | None]]:
     return [(c["name"], c["owner"]) for c in response.json()["collections"]]
 
 
@@ -241,13 +241,13 @@ async def _only_admins_see_the_old_collection(url: str) -> None:
         assert names(await call(url, key, "GET", "/collections")) == []
         legacy = await call(url, key, "GET", "/collections/default?owner=legacy")
         assert legacy.status_code == 404
-    assert names(await call(url, ADMIN, "GET", "/collections")) == [("default", "legacy")]
+    assert names(await call(url, ADMIN, "GET", "/collections")) == [("default", None)]
     old = await call(url, ADMIN, "GET", "/collections/default?owner=legacy")
     assert [d["id"] for d in old.json()["document_list"]] == ["old"]
     # The admin can share it, and a key's own `default` lives beside it.
     shared = await call(url, ADMIN, "POST", "/collections/default/publish?owner=legacy")
     assert shared.status_code == 200
-    assert (await call(url, ALICE, "GET", "/collections/default")).json()["owner"] == "legacy"
+    assert (await call(url, ALICE, "GET", "/collections/default")).json()["owner"] is None
     await ingest(url, ALICE, "default", SECRET)
     own = await call(url, ALICE, "GET", "/collections/default")
     assert [d["id"] for d in own.json()["document_list"]] == ["launch"]

@@ -258,7 +258,7 @@ async def test_threads_from_before_owners_are_migrated_and_seen_by_admins_only(
         assert (await call(server.url, key, "GET", "/threads")).json()["threads"] == []
     seen = await call(server.url, ADMIN, "GET", "/threads/legacythread")
     assert seen.status_code == 200
-    assert seen.json()["owner"] == "legacy"
+    assert seen.json()["owner"] is None
     assert seen.json()["metadata"] == {"from": "before"}
     listed = await call(server.url, ADMIN, "GET", "/threads")
     assert [t["thread_id"] for t in listed.json()["threads"]] == ["legacythread"]
