@@ -165,19 +165,34 @@ async def test_another_keys_run_is_refused_like_a_missing_one(
     assert admin.status_code == own.status_code
 
 
-async def test_a_request_cannot_name_itself_the_owner_through_configurable(
-    server: LiveServer,
-) -> None:
-    spoof = {"configurable": {"__chainserve_owner": ALICE_ID}}
-    native = await call(server.url, BOB, "POST", "/chains/chat/invoke", {**CHAT, "config": spoof})
-    langserve = await call(
-        server.url,
-        BOB,
+SPOOF = {"configurable": {"__chainserve_owner": ALICE_ID}}
+SPOOFS: dict[str, tuple[str, str, Any]] = {
+    "native": ("POST", "/chains/chat/invoke", {**CHAT, "config": SPOOF}),
+    "native GET": ("GET", f"/chains/chat/stream?message=hi&config={json.dumps(SPOOF)}", None),
+    "v1": (
+        "POST",
+        "/v1/chat/completions",
+        {"model": "chat", "messages": MESSAGES, "config": SPOOF},
+    ),
+    "langserve": (
         "POST",
         "/langserve/chat/invoke",
-        {"input": {"messages": MESSAGES}, "config": spoof},
-    )
-    assert native.status_code == langserve.status_code == 400
+        {"input": {"messages": MESSAGES}, "config": SPOOF},
+    ),
+    "playground hash": (
+        "POST",
+        f"/langserve/chat/c/{LZString.compressToEncodedURIComponent(json.dumps(SPOOF))}/invoke",
+        {"input": {"messages": MESSAGES}},
+    ),
+}
+
+
+@pytest.mark.parametrize("family", sorted(SPOOFS))
+async def test_a_request_cannot_name_itself_the_owner_through_configurable(
+    server: LiveServer, family: str
+) -> None:
+    response = await call(server.url, BOB, *SPOOFS[family])
+    assert response.status_code == 400, response.text
 
 
 async def test_a_stream_token_opens_only_its_own_keys_threads_and_its_runs_are_its_own(
