@@ -11,11 +11,15 @@ def key_id(key: str) -> str:
 
 
 class ApiKeys:
-    """The configured keys. None configured means the API is open (the local default)."""
+    """The configured keys. None configured means the API is open (the local default).
 
-    def __init__(self, keys: Sequence[str]) -> None:
-        self._digests = [(hashlib.sha256(key.encode()).digest(), key_id(key)) for key in keys]
+    Admin keys are keys too: they sign in like any other, and their ids are `admin_ids`."""
+
+    def __init__(self, keys: Sequence[str], admin_keys: Sequence[str] = ()) -> None:
+        unique = list(dict.fromkeys([*keys, *admin_keys]))
+        self._digests = [(hashlib.sha256(key.encode()).digest(), key_id(key)) for key in unique]
         self.ids = frozenset(kid for _, kid in self._digests)
+        self.admin_ids = frozenset(key_id(key) for key in admin_keys)
 
     @property
     def enabled(self) -> bool:

@@ -23,8 +23,8 @@ from api.request_log import RequestLog
 from api.request_metrics import CountRequests
 from api.routes import auth as auth_routes
 from api.routes import chains as chain_routes
+from api.routes import collection_sharing, health
 from api.routes import collections as collection_routes
-from api.routes import health
 from api.routes import metrics as metrics_routes
 from api.routes import openai as openai_routes
 from api.routes import runs as run_routes
@@ -121,7 +121,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.threads = threads
     app.state.runs = runs
     app.state.retrieval = retrieval
-    keys = ApiKeys([key.get_secret_value() for key in settings.api_keys])
+    keys = ApiKeys(
+        [key.get_secret_value() for key in settings.api_keys],
+        admin_keys=[key.get_secret_value() for key in settings.admin_keys],
+    )
     app.state.stream_tokens = StreamTokens(
         _token_secret(settings, keys), settings.stream_token_ttl_seconds
     )
@@ -136,6 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(openai_routes.router)
     app.include_router(ui_routes.router)
     app.include_router(collection_routes.router)
+    app.include_router(collection_sharing.router)
     mount_langserve(app, chains, playground=settings.langserve_playground)
     if settings.web_page:
         mount_page(app)

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api.api_keys import ApiKeys
 from api.asgi_errors import send_error
 from api.page_paths import is_page_file
-from api.request_state import KEY_ID
+from api.request_state import IS_ADMIN, KEY_ID
 from api.stream_tokens import StreamTokens
 
 PUBLIC_PATHS = frozenset({"/health"})
@@ -76,7 +76,9 @@ class RequireApiKey:
         if isinstance(caller, _Refusal):
             await self._refuse(scope, send, caller)
             return
-        scope.setdefault("state", {})[KEY_ID] = caller
+        state = scope.setdefault("state", {})
+        state[KEY_ID] = caller
+        state[IS_ADMIN] = caller in self.keys.admin_ids
         await self.app(scope, receive, send)
 
     def _identify(self, scope: Scope) -> str | _Refusal:

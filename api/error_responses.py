@@ -43,12 +43,16 @@ _CAUSES: dict[int, str] = {
     "deep, an integer too long, an unpaired surrogate escape); `invalid_config`: `config` sets "
     "a key that is not allow-listed.",
     401: "`missing_api_key` or `invalid_api_key` (only when API keys are configured).",
-    404: "`not_found`: no chain, thread, run, collection or document of that name.",
+    403: "`collection_read_only`: the collection is published read-only; `admin_required`: "
+    "only an admin key may do this.",
+    404: "`not_found`: no chain, thread, run, collection or document of that name (another "
+    "key's is answered the same way).",
     415: "`unsupported_document`: a file that is not Markdown, text or PDF.",
     422: "`invalid_document`: a document with no text, or that cannot be read (an encrypted "
     "or scanned PDF, text that is not UTF-8); `invalid_request`: the body does not match.",
     409: "`conflict`: the run already ended; `embedder_mismatch`: the collection was embedded "
-    "with another embedding model.",
+    "with another embedding model; `published_name_taken`: another collection of that name "
+    "is published.",
     410: "`gone`: the run's events after that id are no longer kept.",
     413: "`body_too_large`: the body is over CHAINSERVE_MAX_BODY_BYTES (uploads: "
     "CHAINSERVE_MAX_UPLOAD_BYTES).",

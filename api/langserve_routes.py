@@ -28,9 +28,11 @@ from api.callback_runs import CallbackRuns
 from api.error_responses import REFUSALS, referenced_error_responses
 from api.input_limit import REFERENCED_RESPONSES as INPUT_LIMIT_RESPONSES
 from api.input_limit import check_input_tokens
+from api.ownership import caller_of
 from api.run_config import ConfigError, chosen_model, validate_config
 from api.run_request import check_thread
 from chains import ModelInfo, RegisteredChain
+from chains.owner import with_owner
 
 # LangServe names runs itself and refuses `run_name` here.
 CONFIG_KEYS = ("configurable", "tags", "metadata")
@@ -187,7 +189,7 @@ def _request_guard(chain: RegisteredChain) -> Callable[[Request], Awaitable[None
         for one in configs:
             _check_config(chain, one)
             if isinstance(one, dict) and isinstance(one.get("configurable"), dict):
-                await check_thread(request.app.state.threads, one)
+                await check_thread(request.app.state.threads, one, caller_of(request.scope))
         if isinstance(body, dict) and isinstance(body.get("inputs"), list):
             _check_batch_inputs(chain, body["inputs"])
         if isinstance(body, dict):
@@ -210,6 +212,8 @@ def _observe_runs(
             chosen_model(chain, cast(RunnableConfig, config), model.name),
             streamed=streamed,
         )
+        # The request's own `configurable` was checked against the allow-list already.
+        config = with_owner(config, caller_of(request.scope).owner)
         callbacks = config.get("callbacks")
         if callbacks is not None and not isinstance(callbacks, list):
             return config  # a callback manager: LangServe never sends one, leave it be

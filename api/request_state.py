@@ -11,6 +11,8 @@ from starlette.types import Scope
 
 KEY_ID = "api_key_id"
 """The id (never the key) of the caller's API key, set by auth when keys are on."""
+IS_ADMIN = "api_key_is_admin"
+"""True when the caller's key is one of the admin keys, set by auth beside `KEY_ID`."""
 ERROR_CODE = "chainserve_error_code"
 """The code of the typed error this request was refused with, for the request metrics."""
 

@@ -31,6 +31,8 @@ class RunRecord:
     created_at: float
     status: RunStatus = "running"
     thread_id: str | None = None
+    owner: str | None = None
+    """The key id that started the run; None: unowned (no keys, or from before owners)."""
     output: str = ""
     usage: dict[str, Any] | None = None
     finish_reason: str | None = None
@@ -43,7 +45,7 @@ class RunRecord:
 
     def public(self) -> dict[str, Any]:
         body = asdict(self)
-        del body["http_status"], body["retry_after"]
+        del body["http_status"], body["retry_after"], body["owner"]
         return body
 
 

@@ -51,6 +51,7 @@ class RunManager:
             model=run.metadata()["model"],
             created_at=time.time(),
             thread_id=run.thread_id,
+            owner=run.owner,
         )
         await self.log.create(record, to_json(run.metadata()))
         run.stats.sink = partial(self._side_event, run.run_id)

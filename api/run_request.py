@@ -11,10 +11,12 @@ from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.json_scan import json_problem
+from api.ownership import Caller
 from api.run_config import ConfigError, chosen_model, validate_config
 from api.runs import Run
 from chains import ModelInfo, RegisteredChain
 from chains.history import THREAD_KEY, ThreadStore
+from chains.owner import with_owner
 
 OnDisconnect = Literal["cancel", "continue"]
 QUERY_CONTROLS = ("config", "input", THREAD_KEY, "on_disconnect", "token")
@@ -86,10 +88,16 @@ def with_thread(raw_config: Any, thread_id: str | None, where: str = "body") -> 
     return config
 
 
-async def check_thread(threads: ThreadStore, config: RunnableConfig | dict[str, Any]) -> None:
-    """A run may only continue a thread that exists (404 otherwise)."""
+async def check_thread(
+    threads: ThreadStore, config: RunnableConfig | dict[str, Any], caller: Caller
+) -> None:
+    """A run may only continue a thread that exists and is the caller's: a 404 otherwise, the
+    same for both."""
     thread_id = config.get("configurable", {}).get(THREAD_KEY)
-    if thread_id and await threads.get(str(thread_id)) is None:
+    if not thread_id:
+        return
+    info = await threads.get(str(thread_id))
+    if info is None or not caller.sees(info.owner):
         raise HTTPException(404, f"no thread {thread_id!r}; create one with POST /threads")
 
 
@@ -99,8 +107,9 @@ def prepare_run(
     raw_config: Any,
     model: ModelInfo,
     where: tuple[str, ...] = ("body", "input"),
+    owner: str | None = None,
 ) -> PreparedRun:
-    """Validate everything before any model is contacted."""
+    """Validate everything before any model is contacted; the run acts for `owner`."""
     chain_input = _validate_input(chain, raw_input, where)
     try:
         config = validate_config(chain, raw_config)
@@ -117,8 +126,11 @@ def prepare_run(
         model=model,
         model_name=chosen_model(chain, config, model.name),
         thread_id=thread_id,
+        owner=owner,
     )
-    return PreparedRun(chain_input, run.config(config), run)
+    # Set after validation, which refuses the key in a request's own config.
+    owned: RunnableConfig = with_owner(dict(config), owner)  # type: ignore[assignment]
+    return PreparedRun(chain_input, run.config(owned), run)
 
 
 def _json_param(params: Mapping[str, str], key: str, max_depth: int) -> Any:

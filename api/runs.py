@@ -97,6 +97,8 @@ class Run:
     ended_at: float | None = None
     status: RunStatus = "running"
     thread_id: str | None = None
+    owner: str | None = None
+    """The key id the run belongs to (None: unowned, a server without keys)."""
     chunks: int = 0
     stats: UsageCollector = field(default_factory=UsageCollector)
     streamed: bool = True

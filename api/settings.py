@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, validation_alias=_env("CHAINSERVE_API_KEYS")
     )
+    admin_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("CHAINSERVE_ADMIN_KEYS")
+    )
     stream_token_secret: SecretStr | None = Field(
         None, validation_alias=_env("CHAINSERVE_STREAM_TOKEN_SECRET")
     )
@@ -118,7 +121,7 @@ class Settings(BaseSettings):
         "text", validation_alias=_env("CHAINSERVE_LOG_FORMAT")
     )
 
-    @field_validator("allowed_models", "api_keys", "cors_origins", mode="before")
+    @field_validator("allowed_models", "api_keys", "admin_keys", "cors_origins", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):

@@ -13,6 +13,7 @@ from api.error_responses import REFUSALS, RUN_FAILURES, error_responses
 from api.event_stream import RunEventStream
 from api.input_limit import RESPONSES as INPUT_LIMIT_RESPONSES
 from api.input_limit import check_run_input
+from api.ownership import CallerDep
 from api.run_calls import Failed, invoke, start_stream
 from api.run_config import value_adapter
 from api.run_request import (
@@ -94,10 +95,12 @@ async def stream_chain(
     model: ModelInfoDep,
     threads: ThreadsDep,
     runs: RunsDep,
+    caller: CallerDep,
 ) -> RunEventStream:
     """Stream a chain's output as Server-Sent Events."""
-    prepared = prepare_run(chain, body.input, with_thread(body.config, body.thread_id), model)
-    await check_thread(threads, prepared.config)
+    config = with_thread(body.config, body.thread_id)
+    prepared = prepare_run(chain, body.input, config, model, owner=caller.owner)
+    await check_thread(threads, prepared.config, caller)
     await check_run_input(settings, chain, prepared)
     return await start_stream(runs, settings, chain, prepared, body.on_disconnect)
 
@@ -114,6 +117,7 @@ async def stream_chain_from_query(
     model: ModelInfoDep,
     threads: ThreadsDep,
     runs: RunsDep,
+    caller: CallerDep,
     on_disconnect: OnDisconnect = "cancel",
 ) -> Response:
     """Stream a chain for a browser `EventSource`: input from the query string."""
@@ -122,8 +126,10 @@ async def stream_chain_from_query(
         # 204 tells it to stop; the client resumes with GET /runs/{run_id}/stream instead.
         return Response(status_code=204)
     raw_input, raw_config = input_from_query(chain, request.query_params, settings.max_json_depth)
-    prepared = prepare_run(chain, raw_input, raw_config, model, where=("query",))
-    await check_thread(threads, prepared.config)
+    prepared = prepare_run(
+        chain, raw_input, raw_config, model, where=("query",), owner=caller.owner
+    )
+    await check_thread(threads, prepared.config, caller)
     await check_run_input(settings, chain, prepared)
     return await start_stream(runs, settings, chain, prepared, on_disconnect)
 
@@ -136,10 +142,12 @@ async def invoke_chain(
     settings: SettingsDep,
     model: ModelInfoDep,
     threads: ThreadsDep,
+    caller: CallerDep,
 ) -> Response:
     """Run a chain to completion and return its whole output."""
-    prepared = prepare_run(chain, body.input, with_thread(body.config, body.thread_id), model)
-    await check_thread(threads, prepared.config)
+    config = with_thread(body.config, body.thread_id)
+    prepared = prepare_run(chain, body.input, config, model, owner=caller.owner)
+    await check_thread(threads, prepared.config, caller)
     await check_run_input(settings, chain, prepared)
     run = prepared.run
     headers = {"X-Run-Id": run.run_id}

@@ -1,4 +1,6 @@
-"""Document collections for retrieval: ingest (JSON or file upload), list, inspect, delete."""
+"""Document collections for retrieval: ingest (JSON or file upload), list, inspect, delete.
+
+Collections are per key (`api/collection_access.py` says whose a request means)."""
 
 import asyncio
 import json
@@ -10,9 +12,16 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
 
+from api.collection_access import (
+    OwnerParam,
+    readable_collection,
+    refuse_missing_write,
+    target_owner,
+)
 from api.deps import RetrievalDep
 from api.error_responses import REFUSALS, error_responses
 from api.errors import RequestError
+from api.ownership import CallerDep
 from chains.retrieval.ingest import IngestedDocument, IngestError, ingest_text, ingest_upload
 from chains.retrieval.retrievers import COLLECTION_PATTERN
 from chains.retrieval.types import CollectionInfo, EmbedderMismatchError
@@ -62,13 +71,18 @@ class CollectionOut(BaseModel):
     chunks: int
     embedder: str | None
     updated_at: float | None
+    owner: str | None = Field(
+        description="The key id that owns it; null: unowned (from before owners, or made "
+        "without keys), named `legacy` in `?owner=`."
+    )
+    published: bool = Field(description="Readable (not writable) by every key.")
 
 
 class CollectionList(BaseModel):
     collections: list[CollectionOut]
 
 
-def _collection_out(info: CollectionInfo) -> CollectionOut:
+def collection_out(info: CollectionInfo) -> CollectionOut:
     return CollectionOut(**asdict(info))
 
 
@@ -174,11 +188,19 @@ def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-@router.post("/{name}/documents", openapi_extra=_INGEST_BODY, responses=error_responses(409, 415))
+@router.post(
+    "/{name}/documents", openapi_extra=_INGEST_BODY, responses=error_responses(404, 409, 415)
+)
 async def ingest_documents(
-    request: Request, name: CollectionName, retrieval: RetrievalDep
+    request: Request,
+    name: CollectionName,
+    retrieval: RetrievalDep,
+    caller: CallerDep,
+    owner: OwnerParam = None,
 ) -> IngestResponse:
-    """Split, embed and store documents; a document already there (same id) is replaced."""
+    """Split, embed and store documents in the caller's collection (created if need be); a
+    document already there (same id) is replaced."""
+    target = target_owner(caller, name, owner)
     media_type = _media_type(request)
     try:
         if media_type == "multipart/form-data":
@@ -199,7 +221,7 @@ async def ingest_documents(
         vectors = await retrieval.embeddings.aembed_documents([c.text for c in document.chunks])
         try:
             await retrieval.store.replace_document(
-                name, document.id, document.chunks, vectors, retrieval.embedder
+                name, document.id, document.chunks, vectors, retrieval.embedder, owner=target
             )
         except EmbedderMismatchError as exc:
             raise RequestError(409, "embedder_mismatch", str(exc)) from None
@@ -214,37 +236,47 @@ async def ingest_documents(
 
 
 @router.get("")
-async def list_collections(retrieval: RetrievalDep) -> CollectionList:
-    """List the collections with their document and chunk counts."""
-    return CollectionList(
-        collections=[_collection_out(c) for c in await retrieval.store.collections()]
-    )
+async def list_collections(retrieval: RetrievalDep, caller: CallerDep) -> CollectionList:
+    """List the caller's collections and the published ones (an admin key: every one)."""
+    found = await retrieval.store.collections(owner=caller.owner, everyone=caller.admin)
+    return CollectionList(collections=[collection_out(c) for c in found])
 
 
 @router.get("/{name}", responses=error_responses(404))
-async def get_collection(name: CollectionName, retrieval: RetrievalDep) -> dict[str, Any]:
-    """Describe one collection and its documents."""
-    info = await retrieval.store.collection(name)
-    if info is None:
-        raise RequestError(404, "not_found", f"no collection named {name!r}")
-    documents = await retrieval.store.documents(name)
-    return {
-        **_collection_out(info).model_dump(),
-        "document_list": [asdict(d) for d in documents],
-    }
+async def get_collection(
+    name: CollectionName, retrieval: RetrievalDep, caller: CallerDep, owner: OwnerParam = None
+) -> dict[str, Any]:
+    """Describe one collection (the caller's own, else a published one) and its documents."""
+    info = await readable_collection(retrieval.store, caller, name, owner)
+    documents = await retrieval.store.documents(name, owner=info.owner)
+    return {**collection_out(info).model_dump(), "document_list": [asdict(d) for d in documents]}
 
 
-@router.delete("/{name}", status_code=204, responses=error_responses(404))
-async def delete_collection(name: CollectionName, retrieval: RetrievalDep) -> Response:
-    """Delete a collection and every document in it."""
-    if not await retrieval.store.delete_collection(name):
-        raise RequestError(404, "not_found", f"no collection named {name!r}")
+@router.delete("/{name}", status_code=204, responses=error_responses(403, 404))
+async def delete_collection(
+    name: CollectionName, retrieval: RetrievalDep, caller: CallerDep, owner: OwnerParam = None
+) -> Response:
+    """Delete one of the caller's collections and every document in it."""
+    target = target_owner(caller, name, owner)
+    if not await retrieval.store.delete_collection(name, owner=target):
+        raise await refuse_missing_write(retrieval.store, name, target)
     return Response(status_code=204)
 
 
-@router.delete("/{name}/documents/{doc_id:path}", status_code=204, responses=error_responses(404))
-async def delete_document(name: CollectionName, doc_id: str, retrieval: RetrievalDep) -> Response:
-    """Delete one document (all its chunks) from a collection."""
-    if not await retrieval.store.delete_document(name, doc_id):
-        raise RequestError(404, "not_found", f"no document {doc_id!r} in collection {name!r}")
-    return Response(status_code=204)
+@router.delete(
+    "/{name}/documents/{doc_id:path}", status_code=204, responses=error_responses(403, 404)
+)
+async def delete_document(
+    name: CollectionName,
+    doc_id: str,
+    retrieval: RetrievalDep,
+    caller: CallerDep,
+    owner: OwnerParam = None,
+) -> Response:
+    """Delete one document (all its chunks) from one of the caller's collections."""
+    target = target_owner(caller, name, owner)
+    if await retrieval.store.delete_document(name, doc_id, owner=target):
+        return Response(status_code=204)
+    if await retrieval.store.collection(name, owner=target) is None:
+        raise await refuse_missing_write(retrieval.store, name, target)
+    raise RequestError(404, "not_found", f"no document {doc_id!r} in collection {name!r}")

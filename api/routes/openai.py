@@ -12,6 +12,7 @@ from api.error_responses import REFUSALS, RUN_FAILURES, error_responses
 from api.input_limit import OPENAI_RESPONSES as INPUT_LIMIT_RESPONSES
 from api.input_limit import check_run_input
 from api.openai_errors import OpenAIRequestError
+from api.ownership import CallerDep
 from api.protocols.openai_chat import OpenAIChatProtocol, openai_error, openai_usage, text_of
 from api.run_calls import Failed, invoke, start_stream
 from api.run_request import OnDisconnect, check_thread, prepare_run, with_thread
@@ -132,6 +133,7 @@ async def create_chat_completion(
     model: ModelInfoDep,
     threads: ThreadsDep,
     runs: RunsDep,
+    caller: CallerDep,
 ) -> Response:
     """Run a chain for an OpenAI Chat Completions request, streaming or not."""
     _reject_unsupported(body)
@@ -139,8 +141,9 @@ async def create_chat_completion(
     if chain is None:
         message = f"The model `{body.model}` does not exist; GET /v1/models lists the chains."
         raise OpenAIRequestError(404, message, "model", code="model_not_found")
-    prepared = prepare_run(chain, _chain_input(chain, body.messages), _config(chain, body), model)
-    await check_thread(threads, prepared.config)
+    chain_input, config = _chain_input(chain, body.messages), _config(chain, body)
+    prepared = prepare_run(chain, chain_input, config, model, owner=caller.owner)
+    await check_thread(threads, prepared.config, caller)
     await check_run_input(settings, chain, prepared)
     created, completion_id = int(time.time()), f"chatcmpl-{prepared.run.run_id}"
     if body.stream:

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Header, HTTPException, Path, Query, Response
 from api.deps import RunsDep, SettingsDep
 from api.error_responses import REFUSALS, error_responses
 from api.event_stream import RunEventStream
+from api.ownership import Caller, CallerDep
 from api.routes.chains import SSE_RESPONSE
 from api.run_log import RunGone, RunRecord
 from api.run_manager import RunManager
@@ -16,9 +17,10 @@ router = APIRouter(prefix="/runs", tags=["runs"], responses=error_responses(*REF
 RunId = Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,64}$", description="Run id (X-Run-Id).")]
 
 
-async def _record(runs: RunManager, run_id: str) -> RunRecord:
+async def _record(runs: RunManager, run_id: str, caller: Caller) -> RunRecord:
+    """The run, if it is the caller's: another key's run is as unknown as a missing one."""
     record = await runs.log.get(run_id)
-    if record is None:
+    if record is None or not caller.sees(record.owner):
         raise HTTPException(404, f"no run {run_id!r} (unknown, or expired from the run log)")
     return record
 
@@ -36,9 +38,9 @@ def _resume_point(header: str | None, query: int | None) -> int:
 
 
 @router.get("/{run_id}", responses=error_responses(404))
-async def get_run(run_id: RunId, runs: RunsDep) -> dict[str, Any]:
+async def get_run(run_id: RunId, runs: RunsDep, caller: CallerDep) -> dict[str, Any]:
     """Report a run's status, output so far, usage and timings."""
-    return (await _record(runs, run_id)).public()
+    return (await _record(runs, run_id, caller)).public()
 
 
 @router.get(
@@ -54,12 +56,13 @@ async def join_run(
     run_id: RunId,
     runs: RunsDep,
     settings: SettingsDep,
+    caller: CallerDep,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     last_event_id: Annotated[int | None, Query(ge=-1)] = None,
 ) -> Response:
     """Replay a run's events after Last-Event-ID, then follow it live to the end."""
     after = _resume_point(last_event_id_header, last_event_id)
-    record = await _record(runs, run_id)
+    record = await _record(runs, run_id, caller)
     if record.status != "running" and after >= record.last_seq:
         return Response(status_code=204)
     try:
@@ -80,9 +83,9 @@ async def join_run(
 
 
 @router.post("/{run_id}/cancel", responses=error_responses(404, 409))
-async def cancel_run(run_id: RunId, runs: RunsDep) -> dict[str, Any]:
+async def cancel_run(run_id: RunId, runs: RunsDep, caller: CallerDep) -> dict[str, Any]:
     """Cancel a running run (on whichever worker runs it); partial output and usage are kept."""
-    record = await _record(runs, run_id)
+    record = await _record(runs, run_id, caller)
     if record.status != "running":
         raise HTTPException(409, f"run {run_id!r} already ended ({record.status})")
     stopped = await runs.cancel(run_id)

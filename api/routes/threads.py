@@ -1,14 +1,19 @@
-"""Conversation threads: create one, read its messages, delete it."""
+"""Conversation threads: create one, list them, read its messages, delete it.
+
+A thread belongs to the key that created it: any other key (admins aside) is told it does not
+exist, with the very 404 an unknown id gets.
+"""
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Path, Response
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Response
 from langchain_core.messages import BaseMessage
 from pydantic import BaseModel, Field
 
 from api.deps import ThreadsDep
 from api.encoding import to_jsonable
 from api.error_responses import REFUSALS, error_responses
+from api.ownership import Caller, CallerDep
 from chains.history import ThreadInfo, ThreadStore
 
 router = APIRouter(prefix="/threads", tags=["threads"], responses=error_responses(*REFUSALS))
@@ -35,36 +40,60 @@ def _wire(message: BaseMessage) -> dict[str, Any]:
 
 
 def _describe(info: ThreadInfo) -> dict[str, Any]:
-    return {"thread_id": info.thread_id, "created_at": info.created_at, "metadata": info.metadata}
+    return {
+        "thread_id": info.thread_id,
+        "created_at": info.created_at,
+        "metadata": info.metadata,
+        "owner": info.owner,
+    }
 
 
-async def require_thread(threads: ThreadStore, thread_id: str) -> ThreadInfo:
+def missing_thread(thread_id: str) -> HTTPException:
+    """The one answer for a thread that is unknown or another key's: they must not differ."""
+    return HTTPException(404, f"no thread {thread_id!r}; create one with POST /threads")
+
+
+async def require_thread(threads: ThreadStore, thread_id: str, caller: Caller) -> ThreadInfo:
     info = await threads.get(thread_id)
-    if info is None:
-        raise HTTPException(404, f"no thread {thread_id!r}; create one with POST /threads")
+    if info is None or not caller.sees(info.owner):
+        raise missing_thread(thread_id)
     return info
 
 
 @router.post("", status_code=201)
 async def create_thread(
-    threads: ThreadsDep, body: Annotated[ThreadCreateRequest | None, Body()] = None
+    threads: ThreadsDep,
+    caller: CallerDep,
+    body: Annotated[ThreadCreateRequest | None, Body()] = None,
 ) -> dict[str, Any]:
-    """Create an empty conversation thread."""
-    info = await threads.create((body or ThreadCreateRequest()).metadata)
+    """Create an empty conversation thread, owned by the calling key."""
+    info = await threads.create((body or ThreadCreateRequest()).metadata, owner=caller.owner)
     return _describe(info)
 
 
+@router.get("")
+async def list_threads(
+    threads: ThreadsDep,
+    caller: CallerDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """List the calling key's threads, newest first (an admin key: every key's)."""
+    found = await threads.list_threads(caller.owner, everyone=caller.admin, limit=limit)
+    return {"threads": [_describe(info) for info in found]}
+
+
 @router.get("/{thread_id}", responses=error_responses(404))
-async def get_thread(thread_id: ThreadId, threads: ThreadsDep) -> dict[str, Any]:
+async def get_thread(thread_id: ThreadId, threads: ThreadsDep, caller: CallerDep) -> dict[str, Any]:
     """Return a thread and its messages, oldest first."""
-    info = await require_thread(threads, thread_id)
+    info = await require_thread(threads, thread_id, caller)
     messages = await threads.messages(thread_id)
     return {**_describe(info), "messages": [_wire(m) for m in messages]}
 
 
 @router.delete("/{thread_id}", status_code=204, responses=error_responses(404))
-async def delete_thread(thread_id: ThreadId, threads: ThreadsDep) -> Response:
+async def delete_thread(thread_id: ThreadId, threads: ThreadsDep, caller: CallerDep) -> Response:
     """Delete a thread and its messages."""
+    await require_thread(threads, thread_id, caller)
     if not await threads.delete(thread_id):
-        raise HTTPException(404, f"no thread {thread_id!r}")
+        raise missing_thread(thread_id)
     return Response(status_code=204)

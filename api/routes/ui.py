@@ -11,6 +11,7 @@ from api.deps import ChainDep, ModelInfoDep, RunsDep, SettingsDep, ThreadsDep
 from api.error_responses import REFUSALS, error_responses
 from api.event_stream import RunEventStream
 from api.input_limit import check_run_input
+from api.ownership import CallerDep
 from api.protocols.ui_message import UIMessageProtocol
 from api.routes.chains import STREAM_RESPONSES
 from api.run_calls import start_stream
@@ -60,6 +61,7 @@ async def stream_ui_messages(
     model: ModelInfoDep,
     threads: ThreadsDep,
     runs: RunsDep,
+    caller: CallerDep,
 ) -> RunEventStream:
     """Stream a chain to the Vercel AI SDK's useChat (UI message stream protocol v1)."""
     try:
@@ -67,8 +69,9 @@ async def stream_ui_messages(
     except ValueError as exc:
         error = {"type": "value_error", "loc": ("body", "messages"), "msg": str(exc), "input": None}
         raise RequestValidationError([error]) from None
-    prepared = prepare_run(chain, chain_input, with_thread(body.config, body.thread_id), model)
-    await check_thread(threads, prepared.config)
+    config = with_thread(body.config, body.thread_id)
+    prepared = prepare_run(chain, chain_input, config, model, owner=caller.owner)
+    await check_thread(threads, prepared.config, caller)
     await check_run_input(settings, chain, prepared)
     return await start_stream(
         runs, settings, chain, prepared, body.on_disconnect, UIMessageProtocol()

@@ -13,6 +13,8 @@ from redis.exceptions import WatchError
 from chains.history.store import ThreadInfo
 
 PREFIX = "chainserve:thread:"
+BY_OWNER = "chainserve:threads-of:"
+"""A sorted set per owner (thread ids by creation time), for listing one owner's threads."""
 
 
 class RedisThreadStore:
@@ -25,21 +27,48 @@ class RedisThreadStore:
     def _keys(thread_id: str) -> tuple[str, str]:
         return f"{PREFIX}{thread_id}", f"{PREFIX}{thread_id}:messages"
 
-    async def create(self, metadata: dict[str, Any] | None = None) -> ThreadInfo:
-        info = ThreadInfo(uuid.uuid4().hex, time.time(), dict(metadata or {}))
+    async def create(
+        self, metadata: dict[str, Any] | None = None, owner: str | None = None
+    ) -> ThreadInfo:
+        info = ThreadInfo(uuid.uuid4().hex, time.time(), dict(metadata or {}), owner)
         meta_key, _ = self._keys(info.thread_id)
-        await self._redis.hset(
-            meta_key,
-            mapping={"created_at": repr(info.created_at), "metadata": json.dumps(info.metadata)},
-        )
+        fields: dict[str | bytes, str] = {
+            "created_at": repr(info.created_at),
+            "metadata": json.dumps(info.metadata),
+        }
+        async with self._redis.pipeline(transaction=True) as pipe:
+            # No `owner` field at all for an unowned thread, as in hashes from before owners.
+            if owner is not None:
+                fields["owner"] = owner
+            pipe.hset(meta_key, mapping=fields)  # type: ignore[arg-type]
+            if owner is not None:
+                pipe.zadd(BY_OWNER + owner, {info.thread_id: info.created_at})
+            await pipe.execute()
         return info
 
     async def get(self, thread_id: str) -> ThreadInfo | None:
         meta_key, _ = self._keys(thread_id)
         fields: dict[Any, Any] = await self._redis.hgetall(meta_key)
-        if not fields:
-            return None
-        return ThreadInfo(thread_id, float(fields["created_at"]), json.loads(fields["metadata"]))
+        return _info(thread_id, fields) if fields else None
+
+    async def list_threads(
+        self, owner: str | None, *, everyone: bool = False, limit: int = 100
+    ) -> list[ThreadInfo]:
+        if owner is not None and not everyone:
+            ids: list[Any] = await self._redis.zrevrange(BY_OWNER + owner, 0, limit - 1)
+        else:  # every thread, or the unowned ones, which no index lists: a scan
+            ids = [
+                key.removeprefix(PREFIX)
+                async for key in self._redis.scan_iter(match=PREFIX + "*", count=500)
+                if not key.endswith(":messages")
+            ]
+        found = []
+        for thread_id in ids:
+            info = await self.get(thread_id)
+            if info is not None and (everyone or info.owner == owner):
+                found.append(info)
+        found.sort(key=lambda info: info.created_at, reverse=True)
+        return found[:limit]
 
     async def messages(self, thread_id: str) -> list[BaseMessage]:
         _, list_key = self._keys(thread_id)
@@ -64,8 +93,16 @@ class RedisThreadStore:
                 return  # the thread was deleted meanwhile
 
     async def delete(self, thread_id: str) -> bool:
+        owner = await self._redis.hget(self._keys(thread_id)[0], "owner")
         deleted: int = await self._redis.delete(*self._keys(thread_id))
+        if owner is not None:
+            await self._redis.zrem(BY_OWNER + str(owner), thread_id)
         return deleted > 0
 
     async def aclose(self) -> None:
         await self._redis.aclose()
+
+
+def _info(thread_id: str, fields: dict[Any, Any]) -> ThreadInfo:
+    created_at, metadata = float(fields["created_at"]), json.loads(fields["metadata"])
+    return ThreadInfo(thread_id, created_at, metadata, fields.get("owner"))

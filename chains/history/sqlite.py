@@ -29,6 +29,18 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_by_thread ON messages(thread_id, seq);
 """
+_OWNED = "CREATE INDEX IF NOT EXISTS threads_by_owner ON threads(owner, created_at)"
+
+
+def _add_owner_column(db: sqlite3.Connection) -> None:
+    """Files from before threads had owners get the column in place; their threads keep a
+    NULL owner (unowned). Checked again inside the write lock: another worker may be first."""
+    with db:
+        db.execute("BEGIN IMMEDIATE")
+        columns = {row[1] for row in db.execute("PRAGMA table_info(threads)")}
+        if "owner" not in columns:
+            db.execute("ALTER TABLE threads ADD COLUMN owner TEXT")
+        db.execute(_OWNED)
 
 
 class SQLiteThreadStore:
@@ -47,6 +59,7 @@ class SQLiteThreadStore:
             db.execute("PRAGMA busy_timeout=5000")
             db.execute("PRAGMA foreign_keys=ON")
             db.executescript(_SCHEMA)
+            _add_owner_column(db)
             self._db = db
         return self._db
 
@@ -57,12 +70,14 @@ class SQLiteThreadStore:
 
         return await asyncio.to_thread(locked)
 
-    async def create(self, metadata: dict[str, Any] | None = None) -> ThreadInfo:
-        info = ThreadInfo(uuid.uuid4().hex, time.time(), dict(metadata or {}))
+    async def create(
+        self, metadata: dict[str, Any] | None = None, owner: str | None = None
+    ) -> ThreadInfo:
+        info = ThreadInfo(uuid.uuid4().hex, time.time(), dict(metadata or {}), owner)
         await self._run(
             lambda db: db.execute(
-                "INSERT INTO threads VALUES (?, ?, ?)",
-                (info.thread_id, info.created_at, json.dumps(info.metadata)),
+                "INSERT INTO threads (thread_id, created_at, metadata, owner) VALUES (?, ?, ?, ?)",
+                (info.thread_id, info.created_at, json.dumps(info.metadata), owner),
             )
         )
         return info
@@ -70,10 +85,22 @@ class SQLiteThreadStore:
     async def get(self, thread_id: str) -> ThreadInfo | None:
         row = await self._run(
             lambda db: db.execute(
-                "SELECT created_at, metadata FROM threads WHERE thread_id = ?", (thread_id,)
+                "SELECT thread_id, created_at, metadata, owner FROM threads WHERE thread_id = ?",
+                (thread_id,),
             ).fetchone()
         )
-        return None if row is None else ThreadInfo(thread_id, row[0], json.loads(row[1]))
+        return None if row is None else _info(row)
+
+    async def list_threads(
+        self, owner: str | None, *, everyone: bool = False, limit: int = 100
+    ) -> list[ThreadInfo]:
+        # `everyone` turns the owner test off rather than building another statement.
+        sql = (
+            "SELECT thread_id, created_at, metadata, owner FROM threads "
+            "WHERE ? OR owner IS ? ORDER BY created_at DESC LIMIT ?"
+        )
+        rows = await self._run(lambda db: db.execute(sql, (everyone, owner, limit)).fetchall())
+        return [_info(row) for row in rows]
 
     async def messages(self, thread_id: str) -> list[BaseMessage]:
         rows = await self._run(
@@ -107,3 +134,8 @@ class SQLiteThreadStore:
                     self._db = None
 
         await asyncio.to_thread(close)
+
+
+def _info(row: tuple[Any, ...]) -> ThreadInfo:
+    thread_id, created_at, metadata, owner = row
+    return ThreadInfo(thread_id, created_at, json.loads(metadata), owner)

@@ -14,14 +14,26 @@ class ThreadInfo:
     created_at: float
     """Seconds since the epoch."""
     metadata: dict[str, Any] = field(default_factory=dict)
+    owner: str | None = None
+    """Whoever created it, as the caller named itself (an opaque string); None: unowned
+    (made before threads had owners, or by a server with a single owner)."""
 
 
 class ThreadStore(Protocol):
     """Durable conversation threads. Every method is async: stores may be remote (Redis)."""
 
-    async def create(self, metadata: dict[str, Any] | None = None) -> ThreadInfo: ...
+    async def create(
+        self, metadata: dict[str, Any] | None = None, owner: str | None = None
+    ) -> ThreadInfo: ...
 
     async def get(self, thread_id: str) -> ThreadInfo | None: ...
+
+    async def list_threads(
+        self, owner: str | None, *, everyone: bool = False, limit: int = 100
+    ) -> list[ThreadInfo]:
+        """The newest `limit` threads of `owner` (with `everyone`, of every owner), newest
+        first."""
+        ...
 
     async def messages(self, thread_id: str) -> list[BaseMessage]: ...
 

@@ -79,20 +79,23 @@ class BM25Index:
     """
 
     def __init__(self) -> None:
-        self._indexes: dict[str, _Index] = {}
+        self._indexes: dict[tuple[str | None, str], _Index] = {}
 
-    async def search(self, store: ChunkStore, collection: str, query: str, k: int) -> list[Hit]:
-        """The `k` best-scoring chunks for `query`; empty for an unknown collection or a query
-        sharing no word with it."""
-        info = await store.collection(collection)
+    async def search(
+        self, store: ChunkStore, collection: str, query: str, k: int, owner: str | None = None
+    ) -> list[Hit]:
+        """The `k` best-scoring chunks for `query` in `owner`'s collection; empty for an
+        unknown collection or a query sharing no word with it."""
+        key = (owner, collection)
+        info = await store.collection(collection, owner=owner)
         if info is None:
-            self._indexes.pop(collection, None)
+            self._indexes.pop(key, None)
             return []
         version = fingerprint(info)
-        index = self._indexes.get(collection)
+        index = self._indexes.get(key)
         if index is None or index.version != version:
-            chunks = await store.chunks(collection)
+            chunks = await store.chunks(collection, owner=owner)
             # Pure-Python CPU work that grows with the collection: keep it off the event loop.
             index = await asyncio.to_thread(_Index.build, version, chunks)
-            self._indexes[collection] = index
+            self._indexes[key] = index
         return index.search(query, k) if k > 0 else []

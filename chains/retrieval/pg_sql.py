@@ -37,6 +37,18 @@ SCHEMA = (
         updated_at DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (collection, doc_id)
     )""",
+    # Owners, added in place to tables from before them: their collections keep a NULL owner
+    # (unowned) and their name as label. `name` stays the key every table joins on
+    # (store_rules.storage_name).
+    "ALTER TABLE {s}.chainserve_collections ADD COLUMN IF NOT EXISTS owner TEXT",
+    "ALTER TABLE {s}.chainserve_collections ADD COLUMN IF NOT EXISTS label TEXT",
+    "ALTER TABLE {s}.chainserve_collections "
+    "ADD COLUMN IF NOT EXISTS published BOOLEAN NOT NULL DEFAULT false",
+    "UPDATE {s}.chainserve_collections SET label = name WHERE label IS NULL",
+    "CREATE UNIQUE INDEX IF NOT EXISTS chainserve_collections_published "
+    "ON {s}.chainserve_collections (label) WHERE published",
+    "CREATE INDEX IF NOT EXISTS chainserve_collections_by_owner "
+    "ON {s}.chainserve_collections (owner, label)",
 )
 INDEX = (
     'CREATE INDEX IF NOT EXISTS "{name}" ON {t} '
@@ -48,8 +60,10 @@ DELETE_COLLECTION = "DELETE FROM {s}.chainserve_collections WHERE name = :n"
 DELETE_CHUNKS = "DELETE FROM {t} WHERE chainserve_collection = :c"
 DELETE_DOCUMENT_CHUNKS = DELETE_CHUNKS + " AND chainserve_doc_id = :d"
 ADD_COLLECTION = (
-    "INSERT INTO {s}.chainserve_collections VALUES (:n, NULL, NULL, 0) ON CONFLICT DO NOTHING"
+    "INSERT INTO {s}.chainserve_collections (name, embedder, dim, updated_at, owner, label) "
+    "VALUES (:n, NULL, NULL, 0, :o, :l) ON CONFLICT DO NOTHING"
 )
+SET_PUBLISHED = "UPDATE {s}.chainserve_collections SET published = :p WHERE name = :n RETURNING 1"
 SET_EMBEDDER = (
     "UPDATE {s}.chainserve_collections SET embedder = :e, dim = COALESCE(:dim, dim), "
     "updated_at = :now WHERE name = :n"
@@ -71,12 +85,17 @@ TOUCH = """UPDATE {s}.chainserve_collections SET updated_at = :now,
         SELECT 1 FROM {s}.chainserve_documents WHERE collection = :n AND chunks > 0) THEN dim END
     WHERE name = :n"""
 COLLECTIONS = (
-    "SELECT c.name, COUNT(d.doc_id), COALESCE(SUM(d.chunks), 0), c.embedder, c.updated_at "
-    "FROM {s}.chainserve_collections c LEFT JOIN {s}.chainserve_documents d "
-    "ON d.collection = c.name GROUP BY c.name"
+    "SELECT c.label, COUNT(d.doc_id), COALESCE(SUM(d.chunks), 0), c.embedder, c.updated_at, "
+    "c.owner, c.published FROM {s}.chainserve_collections c "
+    "LEFT JOIN {s}.chainserve_documents d ON d.collection = c.name "
 )
-COLLECTIONS_BY_NAME = COLLECTIONS + ' ORDER BY c.name COLLATE "C"'
-COLLECTION_NAMED = COLLECTIONS + " HAVING c.name = :n"
+# `:all` true lists every owner's.
+COLLECTIONS_LISTED = COLLECTIONS + (
+    "WHERE CAST(:all AS boolean) OR c.owner IS NOT DISTINCT FROM CAST(:o AS text) "
+    'OR c.published GROUP BY c.name ORDER BY c.label COLLATE "C", c.owner COLLATE "C"'
+)
+COLLECTION_NAMED = COLLECTIONS + "WHERE c.name = :n GROUP BY c.name"
+COLLECTION_PUBLISHED = COLLECTIONS + "WHERE c.label = :n AND c.published GROUP BY c.name"
 DOCUMENTS = (
     "SELECT doc_id, title, chunks, CAST(metadata AS text), updated_at "
     'FROM {s}.chainserve_documents WHERE collection = :c ORDER BY doc_id COLLATE "C"'

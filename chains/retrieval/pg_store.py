@@ -25,7 +25,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_postgres import Column, ColumnDict, PGEngine, PGVectorStore
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from chains.retrieval import pg_sql
@@ -34,9 +34,16 @@ from chains.retrieval.store_rules import (
     check_embedder,
     check_vectors,
     next_updated_at,
+    storage_name,
     summarize_document,
 )
-from chains.retrieval.types import Chunk, CollectionInfo, DocumentInfo, Hit
+from chains.retrieval.types import (
+    Chunk,
+    CollectionInfo,
+    DocumentInfo,
+    Hit,
+    PublishedNameTakenError,
+)
 
 _ID_NAMESPACE = uuid.UUID("5b0c7f8e-3c1e-4b8e-9a57-0c2a4b9d6e11")
 
@@ -131,76 +138,108 @@ class PgChunkStore:
         chunks: list[Chunk],
         vectors: list[list[float]],
         embedder: str,
+        *,
+        owner: str | None = None,
     ) -> None:
         matrix = check_vectors(chunks, vectors)
         dim = int(matrix.shape[1]) if chunks else None
         title, metadata = summarize_document(chunks)
-        rows = _chunk_rows(collection, doc_id, chunks, matrix.tolist())
+        key = storage_name(owner, collection)
+        rows = _chunk_rows(key, doc_id, chunks, matrix.tolist())
         await self._setup()
         if dim is not None:
             await self._vector_store(dim)  # DDL first, outside the data transaction
         async with self._engine.begin() as conn:
-            await conn.execute(text(self._sql(pg_sql.ADD_COLLECTION)), {"n": collection})
-            stored = await self._stored(conn, collection, lock=True)
+            await conn.execute(
+                text(self._sql(pg_sql.ADD_COLLECTION)), {"n": key, "o": owner, "l": collection}
+            )
+            stored = await self._stored(conn, key, lock=True)
             assert stored is not None
             check_embedder(collection, stored.embedder, stored.dim, embedder, dim)
             now = next_updated_at(stored.updated_at)
             await conn.execute(
                 text(self._sql(pg_sql.SET_EMBEDDER)),
-                {"n": collection, "e": embedder, "dim": dim, "now": now},
+                {"n": key, "e": embedder, "dim": dim, "now": now},
             )
-            await self._delete_chunks(conn, stored.dim, collection, doc_id)
-            values = {"c": collection, "d": doc_id, "title": title, "n": len(chunks), "now": now}
+            await self._delete_chunks(conn, stored.dim, key, doc_id)
+            values = {"c": key, "d": doc_id, "title": title, "n": len(chunks), "now": now}
             await conn.execute(
                 text(self._sql(pg_sql.PUT_DOCUMENT)), {**values, "meta": json.dumps(metadata)}
             )
             if dim is not None and rows:
                 await conn.execute(text(pg_sql.INSERT_CHUNKS.format(t=self._qualified(dim))), rows)
 
-    async def delete_document(self, collection: str, doc_id: str) -> bool:
+    async def delete_document(
+        self, collection: str, doc_id: str, *, owner: str | None = None
+    ) -> bool:
+        key = storage_name(owner, collection)
         await self._setup()
         async with self._engine.begin() as conn:
-            stored = await self._stored(conn, collection, lock=True)
+            stored = await self._stored(conn, key, lock=True)
             if stored is None:
                 return False
             deleted = await conn.execute(
-                text(self._sql(pg_sql.DELETE_DOCUMENT)), {"c": collection, "d": doc_id}
+                text(self._sql(pg_sql.DELETE_DOCUMENT)), {"c": key, "d": doc_id}
             )
             if deleted.first() is None:
                 return False
-            await self._delete_chunks(conn, stored.dim, collection, doc_id)
+            await self._delete_chunks(conn, stored.dim, key, doc_id)
             now = next_updated_at(stored.updated_at)
-            await conn.execute(text(self._sql(pg_sql.TOUCH)), {"n": collection, "now": now})
+            await conn.execute(text(self._sql(pg_sql.TOUCH)), {"n": key, "now": now})
             return True
 
-    async def delete_collection(self, collection: str) -> bool:
+    async def delete_collection(self, collection: str, *, owner: str | None = None) -> bool:
+        key = storage_name(owner, collection)
         await self._setup()
         async with self._engine.begin() as conn:
-            stored = await self._stored(conn, collection, lock=True)
+            stored = await self._stored(conn, key, lock=True)
             if stored is None:
                 return False
-            await self._delete_chunks(conn, stored.dim, collection, None)
+            await self._delete_chunks(conn, stored.dim, key, None)
             # Its documents go with it (ON DELETE CASCADE).
-            await conn.execute(text(self._sql(pg_sql.DELETE_COLLECTION)), {"n": collection})
+            await conn.execute(text(self._sql(pg_sql.DELETE_COLLECTION)), {"n": key})
             return True
 
-    async def collections(self) -> list[CollectionInfo]:
+    async def collections(
+        self, *, owner: str | None = None, everyone: bool = False
+    ) -> list[CollectionInfo]:
         await self._setup()
         async with self._engine.connect() as conn:
-            rows = await conn.execute(text(self._sql(pg_sql.COLLECTIONS_BY_NAME)))
+            sql = text(self._sql(pg_sql.COLLECTIONS_LISTED))
+            rows = await conn.execute(sql, {"all": everyone, "o": owner})
             return [CollectionInfo(*row) for row in rows]
 
-    async def collection(self, name: str) -> CollectionInfo | None:
+    async def collection(self, name: str, *, owner: str | None = None) -> CollectionInfo | None:
+        return await self._one(pg_sql.COLLECTION_NAMED, storage_name(owner, name))
+
+    async def published(self, name: str) -> CollectionInfo | None:
+        return await self._one(pg_sql.COLLECTION_PUBLISHED, name)
+
+    async def _one(self, sql: str, name: str) -> CollectionInfo | None:
         await self._setup()
         async with self._engine.connect() as conn:
-            rows = await conn.execute(text(self._sql(pg_sql.COLLECTION_NAMED)), {"n": name})
-            row = rows.first()
+            row = (await conn.execute(text(self._sql(sql)), {"n": name})).first()
             return None if row is None else CollectionInfo(*row)
 
-    async def documents(self, collection: str) -> list[DocumentInfo]:
+    async def set_published(
+        self, name: str, published: bool, *, owner: str | None = None
+    ) -> CollectionInfo | None:
+        key = storage_name(owner, name)
+        await self._setup()
+        try:
+            async with self._engine.begin() as conn:
+                sql = text(self._sql(pg_sql.SET_PUBLISHED))
+                if (await conn.execute(sql, {"n": key, "p": published})).first() is None:
+                    return None
+        except IntegrityError:  # the unique index on published labels
+            raise PublishedNameTakenError(name) from None
+        return await self.collection(name, owner=owner)
+
+    async def documents(self, collection: str, *, owner: str | None = None) -> list[DocumentInfo]:
+        key = storage_name(owner, collection)
         await self._setup()
         async with self._engine.connect() as conn:
-            rows = await conn.execute(text(self._sql(pg_sql.DOCUMENTS)), {"c": collection})
+            rows = await conn.execute(text(self._sql(pg_sql.DOCUMENTS)), {"c": key})
             return [DocumentInfo(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
 
     async def search(
@@ -210,20 +249,22 @@ class PgChunkStore:
         embedder: str,
         k: int,
         *,
+        owner: str | None = None,
         mmr: bool = False,
         fetch_k: int = 20,
         lambda_mult: float = 0.5,
     ) -> list[Hit]:
+        key = storage_name(owner, collection)
         await self._setup()
         async with self._engine.connect() as conn:
-            stored = await self._stored(conn, collection)
+            stored = await self._stored(conn, key)
         if stored is None or stored.embedder is None:
             return []
         check_embedder(collection, stored.embedder, stored.dim, embedder, len(vector))
         if stored.dim is None or k <= 0:
             return []
         store = await self._vector_store(stored.dim)
-        where = {COLUMNS[0]: collection}
+        where = {COLUMNS[0]: key}
         if mmr:
             found = await store.amax_marginal_relevance_search_with_score_by_vector(
                 vector,
@@ -237,14 +278,15 @@ class PgChunkStore:
             found = await store.asimilarity_search_with_score_by_vector(vector, k=k, filter=where)
         return sorted((_hit(document, distance) for document, distance in found), key=_by_score)
 
-    async def chunks(self, collection: str) -> list[Chunk]:
+    async def chunks(self, collection: str, *, owner: str | None = None) -> list[Chunk]:
+        key = storage_name(owner, collection)
         await self._setup()
         async with self._engine.connect() as conn:
-            stored = await self._stored(conn, collection)
+            stored = await self._stored(conn, key)
             if stored is None or stored.dim is None:
                 return []
             sql = pg_sql.CHUNKS.format(t=self._qualified(stored.dim))
-            rows = await conn.execute(text(sql), {"c": collection})
+            rows = await conn.execute(text(sql), {"c": key})
             return [Chunk(r[0], r[1], r[2], json.loads(r[3]) or {}) for r in rows]
 
     async def aclose(self) -> None:

@@ -15,10 +15,12 @@ from langchain_core.callbacks import (
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
-from langchain_core.runnables import ConfigurableField, Runnable
+from langchain_core.runnables import ConfigurableField, Runnable, RunnableConfig
 from pydantic import ConfigDict, Field
 
+from chains.owner import owner_of
 from chains.retrieval.bm25 import BM25Index
+from chains.retrieval.store_rules import readable
 from chains.retrieval.types import ChunkStore, Hit
 
 COLLECTION_KEY = "collection"
@@ -62,10 +64,22 @@ class _StoreRetriever(BaseRetriever):
     collection: str = DEFAULT_COLLECTION
     k: int = 4
 
+    async def ainvoke(
+        self, input: str, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> list[Document]:
+        # The run's owner (set by the server in `configurable`) reaches the search as an
+        # argument: a retriever is otherwise given only the query and its callbacks.
+        return await super().ainvoke(input, config, reader=owner_of(config), **kwargs)
+
     def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, reader: str | None = None
     ) -> list[Document]:
         raise NotImplementedError("retrievers over the chunk store run async (ainvoke)")
+
+    async def _owner(self, reader: str | None) -> tuple[bool, str | None]:
+        """Whose collection of this name `reader` searches: its own, else a published one."""
+        found = await readable(self.store, self.collection, reader)
+        return (False, None) if found is None else (True, found.owner)
 
 
 class VectorRetriever(_StoreRetriever):
@@ -76,14 +90,22 @@ class VectorRetriever(_StoreRetriever):
     search_type: SearchType = "similarity"
 
     async def _aget_relevant_documents(
-        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
+        self,
+        query: str,
+        *,
+        run_manager: AsyncCallbackManagerForRetrieverRun,
+        reader: str | None = None,
     ) -> list[Document]:
+        found, owner = await self._owner(reader)
+        if not found:
+            return []
         vector = await self.embeddings.aembed_query(query)
         hits = await self.store.search(
             self.collection,
             vector,
             self.embedder,
             self.k,
+            owner=owner,
             mmr=self.search_type == "mmr",
             fetch_k=max(20, 4 * self.k),
         )
@@ -96,9 +118,16 @@ class KeywordRetriever(_StoreRetriever):
     index: BM25Index
 
     async def _aget_relevant_documents(
-        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
+        self,
+        query: str,
+        *,
+        run_manager: AsyncCallbackManagerForRetrieverRun,
+        reader: str | None = None,
     ) -> list[Document]:
-        hits = await self.index.search(self.store, self.collection, query, self.k)
+        found, owner = await self._owner(reader)
+        if not found:
+            return []
+        hits = await self.index.search(self.store, self.collection, query, self.k, owner)
         return [_document(hit) for hit in hits]
 
 

@@ -22,44 +22,24 @@ import numpy as np
 import numpy.typing as npt
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
+from chains.retrieval.sqlite_schema import SCHEMA, add_owners
 from chains.retrieval.store_rules import (
     Matrix,
     check_embedder,
     check_vectors,
     next_updated_at,
+    storage_name,
     summarize_document,
 )
-from chains.retrieval.types import Chunk, CollectionInfo, DocumentInfo, Hit
+from chains.retrieval.types import (
+    Chunk,
+    CollectionInfo,
+    DocumentInfo,
+    Hit,
+    PublishedNameTakenError,
+)
 
 T = TypeVar("T")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS collections (
-    name TEXT PRIMARY KEY,
-    embedder TEXT,
-    dim INTEGER,
-    updated_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS documents (
-    collection TEXT NOT NULL,
-    doc_id TEXT NOT NULL,
-    title TEXT,
-    metadata TEXT NOT NULL,
-    chunks INTEGER NOT NULL,
-    updated_at REAL NOT NULL,
-    PRIMARY KEY (collection, doc_id)
-);
-CREATE TABLE IF NOT EXISTS chunks (
-    collection TEXT NOT NULL,
-    doc_id TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    id TEXT NOT NULL,
-    text TEXT NOT NULL,
-    metadata TEXT NOT NULL,
-    embedding BLOB NOT NULL,
-    PRIMARY KEY (collection, doc_id, idx)
-);
-"""
 
 
 @dataclass(frozen=True)
@@ -114,7 +94,8 @@ class SQLiteChunkStore:
             )
             try:
                 _patiently(lambda: db.execute("PRAGMA journal_mode=WAL"))
-                _patiently(lambda: db.executescript(_SCHEMA))
+                _patiently(lambda: db.executescript(SCHEMA))
+                _patiently(lambda: add_owners(db))
             except BaseException:
                 db.close()  # never leave a half-set-up connection holding a lock
                 raise
@@ -146,76 +127,107 @@ class SQLiteChunkStore:
         chunks: list[Chunk],
         vectors: list[list[float]],
         embedder: str,
+        *,
+        owner: str | None = None,
     ) -> None:
         matrix = normalised(check_vectors(chunks, vectors))
         title, metadata = summarize_document(chunks)
         dim = matrix.shape[1] if chunks else None
+        key = storage_name(owner, collection)
         rows = [
-            (collection, doc_id, i, c.id, c.text, json.dumps(c.metadata), matrix[i].tobytes())
+            (key, doc_id, i, c.id, c.text, json.dumps(c.metadata), matrix[i].tobytes())
             for i, c in enumerate(chunks)
         ]
 
         def replace(db: sqlite3.Connection) -> None:
             row = db.execute(
-                "SELECT embedder, dim, updated_at FROM collections WHERE name = ?", (collection,)
+                "SELECT embedder, dim, updated_at FROM collections WHERE name = ?", (key,)
             ).fetchone()
             stored_embedder, stored_dim, previous = row if row else (None, None, None)
             check_embedder(collection, stored_embedder, stored_dim, embedder, dim)
             now = next_updated_at(previous)
             db.execute(
-                "INSERT INTO collections VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                "INSERT INTO collections (name, embedder, dim, updated_at, owner, label) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
                 "embedder = excluded.embedder, dim = COALESCE(excluded.dim, dim), "
                 "updated_at = excluded.updated_at",
-                (collection, embedder, dim, now),
+                (key, embedder, dim, now, owner, collection),
             )
-            db.execute(
-                "DELETE FROM chunks WHERE collection = ? AND doc_id = ?", (collection, doc_id)
-            )
+            db.execute("DELETE FROM chunks WHERE collection = ? AND doc_id = ?", (key, doc_id))
             db.execute(
                 "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?)",
-                (collection, doc_id, title, json.dumps(metadata), len(chunks), now),
+                (key, doc_id, title, json.dumps(metadata), len(chunks), now),
             )
             db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
         await self._run(replace, write=True)
 
-    async def delete_document(self, collection: str, doc_id: str) -> bool:
+    async def delete_document(
+        self, collection: str, doc_id: str, *, owner: str | None = None
+    ) -> bool:
+        name = storage_name(owner, collection)
+
         def delete(db: sqlite3.Connection) -> bool:
-            key = (collection, doc_id)
+            key = (name, doc_id)
             db.execute("DELETE FROM chunks WHERE collection = ? AND doc_id = ?", key)
             if db.execute(
                 "DELETE FROM documents WHERE collection = ? AND doc_id = ?", key
             ).rowcount:
-                _touch(db, collection)
+                _touch(db, name)
                 return True
             return False
 
         return await self._run(delete, write=True)
 
-    async def delete_collection(self, collection: str) -> bool:
+    async def delete_collection(self, collection: str, *, owner: str | None = None) -> bool:
+        key = storage_name(owner, collection)
+
         def delete(db: sqlite3.Connection) -> bool:
-            db.execute("DELETE FROM chunks WHERE collection = ?", (collection,))
-            db.execute("DELETE FROM documents WHERE collection = ?", (collection,))
-            self._cache.pop(collection, None)
-            return db.execute("DELETE FROM collections WHERE name = ?", (collection,)).rowcount > 0
+            db.execute("DELETE FROM chunks WHERE collection = ?", (key,))
+            db.execute("DELETE FROM documents WHERE collection = ?", (key,))
+            self._cache.pop(key, None)
+            return db.execute("DELETE FROM collections WHERE name = ?", (key,)).rowcount > 0
 
         return await self._run(delete, write=True)
 
-    async def collections(self) -> list[CollectionInfo]:
-        rows = await self._run(lambda db: db.execute(_COLLECTIONS + " ORDER BY c.name").fetchall())
+    async def collections(
+        self, *, owner: str | None = None, everyone: bool = False
+    ) -> list[CollectionInfo]:
+        rows = await self._run(lambda db: db.execute(_LISTED, (everyone, owner)).fetchall())
         return [_collection_info(row) for row in rows]
 
-    async def collection(self, name: str) -> CollectionInfo | None:
-        sql = _COLLECTIONS + " HAVING c.name = ?"
-        row = await self._run(lambda db: db.execute(sql, (name,)).fetchone())
+    async def collection(self, name: str, *, owner: str | None = None) -> CollectionInfo | None:
+        key = storage_name(owner, name)
+        row = await self._run(lambda db: db.execute(_NAMED, (key,)).fetchone())
         return None if row is None else _collection_info(row)
 
-    async def documents(self, collection: str) -> list[DocumentInfo]:
+    async def published(self, name: str) -> CollectionInfo | None:
+        row = await self._run(lambda db: db.execute(_PUBLISHED, (name,)).fetchone())
+        return None if row is None else _collection_info(row)
+
+    async def set_published(
+        self, name: str, published: bool, *, owner: str | None = None
+    ) -> CollectionInfo | None:
+        key = storage_name(owner, name)
+
+        def publish(db: sqlite3.Connection) -> CollectionInfo | None:
+            try:
+                changed = db.execute(
+                    "UPDATE collections SET published = ? WHERE name = ?", (int(published), key)
+                ).rowcount
+            except sqlite3.IntegrityError:  # the unique index on published labels
+                raise PublishedNameTakenError(name) from None
+            return _collection_info(db.execute(_NAMED, (key,)).fetchone()) if changed else None
+
+        return await self._run(publish, write=True)
+
+    async def documents(self, collection: str, *, owner: str | None = None) -> list[DocumentInfo]:
+        key = storage_name(owner, collection)
         rows = await self._run(
             lambda db: db.execute(
                 "SELECT doc_id, title, chunks, metadata, updated_at FROM documents "
                 "WHERE collection = ? ORDER BY doc_id",
-                (collection,),
+                (key,),
             ).fetchall()
         )
         return [DocumentInfo(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
@@ -227,11 +239,12 @@ class SQLiteChunkStore:
         embedder: str,
         k: int,
         *,
+        owner: str | None = None,
         mmr: bool = False,
         fetch_k: int = 20,
         lambda_mult: float = 0.5,
     ) -> list[Hit]:
-        loaded = await self._load(collection, embedder)
+        loaded = await self._load(collection, owner, embedder)
         if loaded is None or k <= 0 or not loaded.chunks:
             return []
         query = normalised(np.asarray(vector, dtype=np.float32))
@@ -243,27 +256,30 @@ class SQLiteChunkStore:
         # The matrix product and MMR are CPU work on up to every chunk: off the loop too.
         return await asyncio.to_thread(_rank, loaded, query, k, mmr, max(fetch_k, k), lambda_mult)
 
-    async def chunks(self, collection: str) -> list[Chunk]:
-        loaded = await self._load(collection, None)
+    async def chunks(self, collection: str, *, owner: str | None = None) -> list[Chunk]:
+        loaded = await self._load(collection, owner, None)
         return [] if loaded is None else list(loaded.chunks)
 
-    async def _load(self, collection: str, embedder: str | None) -> _Loaded | None:
+    async def _load(
+        self, collection: str, owner: str | None, embedder: str | None
+    ) -> _Loaded | None:
         """The collection's cached chunks and matrix, re-read when another write happened;
         None for an unknown or empty collection. Checks `embedder` when given."""
+        key = storage_name(owner, collection)
 
         def load(db: sqlite3.Connection) -> _Loaded | None:
             row = db.execute(
-                "SELECT embedder, dim, updated_at FROM collections WHERE name = ?", (collection,)
+                "SELECT embedder, dim, updated_at FROM collections WHERE name = ?", (key,)
             ).fetchone()
             if row is None or row[0] is None:
                 return None
             if embedder is not None:
                 check_embedder(collection, row[0], None, embedder, None)
-            cached = self._cache.get(collection)
+            cached = self._cache.get(key)
             if cached is not None and cached.updated_at == row[2]:
                 return cached
-            loaded = _read_collection(db, collection, row[1], row[2])
-            self._cache[collection] = loaded
+            loaded = _read_collection(db, key, row[1], row[2])
+            self._cache[key] = loaded
             return loaded
 
         return await self._run(load)
@@ -279,15 +295,21 @@ class SQLiteChunkStore:
         await asyncio.to_thread(close)
 
 
-_COLLECTIONS = (
-    "SELECT c.name, c.embedder, c.updated_at, COUNT(d.doc_id), COALESCE(SUM(d.chunks), 0) "
-    "FROM collections c LEFT JOIN documents d ON d.collection = c.name GROUP BY c.name"
+_SELECT = (
+    "SELECT c.label, c.embedder, c.updated_at, COUNT(d.doc_id), COALESCE(SUM(d.chunks), 0), "
+    "c.owner, c.published FROM collections c LEFT JOIN documents d ON d.collection = c.name "
 )
+# The first parameter, true, lists every owner's.
+_LISTED = _SELECT + (
+    "WHERE ? OR c.owner IS ? OR c.published = 1 GROUP BY c.name ORDER BY c.label, c.owner"
+)
+_NAMED = _SELECT + "WHERE c.name = ? GROUP BY c.name"
+_PUBLISHED = _SELECT + "WHERE c.label = ? AND c.published = 1 GROUP BY c.name"
 
 
 def _collection_info(row: tuple[Any, ...]) -> CollectionInfo:
-    name, embedder, updated_at, documents, chunks = row
-    return CollectionInfo(name, documents, chunks, embedder, updated_at)
+    name, embedder, updated_at, documents, chunks, owner, published = row
+    return CollectionInfo(name, documents, chunks, embedder, updated_at, owner, bool(published))
 
 
 def _touch(db: sqlite3.Connection, collection: str) -> None:

@@ -6,9 +6,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from chains.retrieval.types import Chunk, EmbedderMismatchError
+from chains.retrieval.types import Chunk, ChunkStore, CollectionInfo, EmbedderMismatchError
 
 Matrix = npt.NDArray[np.float32]
+
+
+def storage_name(owner: str | None, name: str) -> str:
+    """The key a collection is stored under: its name for an unowned one (as before owners
+    existed), else `owner/name`, which no collection name can be (names have no `/`)."""
+    return name if owner is None else f"{owner}/{name}"
 
 
 def check_vectors(chunks: list[Chunk], vectors: list[list[float]]) -> Matrix:
@@ -50,3 +56,9 @@ def summarize_document(chunks: list[Chunk]) -> tuple[str | None, dict[str, Any]]
         shared = {k: v for k, v in shared.items() if k in chunk.metadata and chunk.metadata[k] == v}
     title = shared.get("title")
     return (title if isinstance(title, str) else None), shared
+
+
+async def readable(store: ChunkStore, name: str, owner: str | None) -> CollectionInfo | None:
+    """The collection `owner` reads by `name`: its own if it has one, else a published one."""
+    own = await store.collection(name, owner=owner)
+    return own if own is not None else await store.published(name)

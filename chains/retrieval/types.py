@@ -48,6 +48,11 @@ class CollectionInfo:
     embedder: str | None
     """The embedding model its vectors come from (None while it is empty)."""
     updated_at: float | None = None
+    owner: str | None = None
+    """Whose it is (an opaque string from the caller); None: unowned (from before owners, or
+    a single-owner server). Names are per owner: two owners may both have `default`."""
+    published: bool = False
+    """Readable by every owner (never writable by them); one published collection per name."""
 
 
 class EmbedderMismatchError(ValueError):
@@ -61,11 +66,25 @@ class EmbedderMismatchError(ValueError):
         self.collection, self.stored, self.asked = collection, stored, asked
 
 
+class PublishedNameTakenError(ValueError):
+    """Another owner's collection of the same name is published already."""
+
+    def __init__(self, collection: str) -> None:
+        super().__init__(
+            f"a collection named {collection!r} is published already: unpublish it first, "
+            "or publish a collection of another name"
+        )
+        self.collection = collection
+
+
 class IngestError(ValueError):
     """The document cannot be ingested; the message tells the user what to do about it."""
 
 
 class ChunkStore(Protocol):
+    """Collections of chunks, per owner: every method acts on `owner`'s collection of that
+    name (None: the unowned ones), except `published`, which finds one any owner may read."""
+
     async def replace_document(
         self,
         collection: str,
@@ -73,21 +92,39 @@ class ChunkStore(Protocol):
         chunks: list[Chunk],
         vectors: list[list[float]],
         embedder: str,
+        *,
+        owner: str | None = None,
     ) -> None:
         """Make `chunks` the document's only chunks, atomically (creating the collection).
         Raises `EmbedderMismatchError` if the collection holds another embedder's vectors."""
 
-    async def delete_document(self, collection: str, doc_id: str) -> bool:
+    async def delete_document(
+        self, collection: str, doc_id: str, *, owner: str | None = None
+    ) -> bool:
         """False if there was no such document."""
 
-    async def delete_collection(self, collection: str) -> bool:
+    async def delete_collection(self, collection: str, *, owner: str | None = None) -> bool:
         """False if there was no such collection."""
 
-    async def collections(self) -> list[CollectionInfo]: ...
+    async def collections(
+        self, *, owner: str | None = None, everyone: bool = False
+    ) -> list[CollectionInfo]:
+        """`owner`'s collections and the published ones; with `everyone`, every collection."""
 
-    async def collection(self, name: str) -> CollectionInfo | None: ...
+    async def collection(self, name: str, *, owner: str | None = None) -> CollectionInfo | None: ...
 
-    async def documents(self, collection: str) -> list[DocumentInfo]: ...
+    async def published(self, name: str) -> CollectionInfo | None:
+        """The published collection named `name`, whoever owns it."""
+
+    async def set_published(
+        self, name: str, published: bool, *, owner: str | None = None
+    ) -> CollectionInfo | None:
+        """Publish (or unpublish) `owner`'s collection; None if there is none. Raises
+        `PublishedNameTakenError` if another of that name is published."""
+
+    async def documents(
+        self, collection: str, *, owner: str | None = None
+    ) -> list[DocumentInfo]: ...
 
     async def search(
         self,
@@ -96,6 +133,7 @@ class ChunkStore(Protocol):
         embedder: str,
         k: int,
         *,
+        owner: str | None = None,
         mmr: bool = False,
         fetch_k: int = 20,
         lambda_mult: float = 0.5,
@@ -103,7 +141,7 @@ class ChunkStore(Protocol):
         """The `k` chunks nearest `vector` (cosine), or with `mmr` the `k` of the `fetch_k`
         nearest that are relevant and unlike each other. Empty for an unknown collection."""
 
-    async def chunks(self, collection: str) -> list[Chunk]:
+    async def chunks(self, collection: str, *, owner: str | None = None) -> list[Chunk]:
         """Every chunk of a collection (for keyword search)."""
 
     async def aclose(self) -> None: ...

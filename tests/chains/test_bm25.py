@@ -34,9 +34,9 @@ class CountingStore(SQLiteChunkStore):
 
     reads = 0
 
-    async def chunks(self, collection: str) -> list[Chunk]:
+    async def chunks(self, collection: str, *, owner: str | None = None) -> list[Chunk]:
         self.reads += 1
-        return await super().chunks(collection)
+        return await super().chunks(collection, owner=owner)
 
 
 async def test_ranks_the_chunk_about_the_query_first(store: SQLiteChunkStore) -> None:

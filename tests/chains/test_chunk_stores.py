@@ -12,7 +12,12 @@ import pytest_asyncio
 
 from chains.retrieval.pg_store import PgChunkStore, PgVectorUnavailableError
 from chains.retrieval.sqlite_store import SQLiteChunkStore
-from chains.retrieval.types import Chunk, ChunkStore, EmbedderMismatchError
+from chains.retrieval.types import (
+    Chunk,
+    ChunkStore,
+    EmbedderMismatchError,
+    PublishedNameTakenError,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -323,3 +328,39 @@ async def test_pg_store_explains_a_database_without_pgvector(postgres_url: str) 
         async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as db:
             await db.execute(f"DROP DATABASE {name}")
             await db.execute(f"DROP ROLE {name}")
+
+
+async def test_each_owner_has_its_own_collection_of_a_name(store: ChunkStore) -> None:
+    mine, theirs = "key-aaaaaaaaaaaa", "key-bbbbbbbbbbbb"
+    chunks = doc("a", "alpha")
+    await store.replace_document("docs", "a", chunks, [[1.0, 0.0]], E1, owner=mine)
+    await store.replace_document("docs", "b", doc("b", "beta"), [[0.0, 1.0]], E2, owner=theirs)
+    hits = await store.search("docs", [1.0, 0.0], E1, 5, owner=mine)
+    assert [h.chunk.doc_id for h in hits] == ["a"]
+    assert [c.doc_id for c in await store.chunks("docs", owner=theirs)] == ["b"]
+    assert await store.collection("docs") is None  # the unowned namespace is a third one
+    listed = await store.collections(owner=mine)
+    assert [(c.name, c.owner, c.published) for c in listed] == [("docs", mine, False)]
+    assert len(await store.collections(everyone=True)) == 2
+    assert await store.delete_document("docs", "a", owner=theirs) is False
+
+
+async def test_one_published_collection_per_name_readable_by_every_owner(
+    store: ChunkStore,
+) -> None:
+    mine, theirs = "key-aaaaaaaaaaaa", "key-bbbbbbbbbbbb"
+    await store.replace_document("kb", "a", doc("a", "alpha"), [[1.0, 0.0]], E1, owner=mine)
+    await store.replace_document("kb", "b", doc("b", "beta"), [[0.0, 1.0]], E1, owner=theirs)
+    assert await store.published("kb") is None
+    shared = await store.set_published("kb", True, owner=mine)
+    assert shared is not None
+    assert (shared.owner, shared.published) == (mine, True)
+    found = await store.published("kb")
+    assert found is not None
+    assert found.owner == mine
+    assert [c.owner for c in await store.collections(owner=None)] == [mine]  # listed for all
+    with pytest.raises(PublishedNameTakenError):
+        await store.set_published("kb", True, owner=theirs)
+    assert await store.set_published("nothing", True, owner=mine) is None
+    await store.set_published("kb", False, owner=mine)
+    assert await store.published("kb") is None

@@ -86,3 +86,20 @@ async def test_unknown_thread_reads_as_missing(make_store: StoreFactory) -> None
     store = make_store()
     assert await store.get("nope") is None
     assert await store.messages("nope") == []
+
+
+async def test_threads_keep_their_owner_and_list_by_it(make_store: StoreFactory) -> None:
+    store = make_store()
+    mine = await store.create(owner="key-aaaaaaaaaaaa")
+    theirs = await store.create(owner="key-bbbbbbbbbbbb")
+    unowned = await store.create()
+    again = make_store()  # another worker, or the same one after a restart
+    found = await again.get(mine.thread_id)
+    assert found is not None
+    assert found.owner == "key-aaaaaaaaaaaa"
+    assert [t.thread_id for t in await again.list_threads("key-aaaaaaaaaaaa")] == [mine.thread_id]
+    assert [t.thread_id for t in await again.list_threads(None)] == [unowned.thread_id]
+    everyone = await again.list_threads(None, everyone=True, limit=1000)
+    assert {mine.thread_id, theirs.thread_id, unowned.thread_id} <= {t.thread_id for t in everyone}
+    assert await again.delete(mine.thread_id)
+    assert await again.list_threads("key-aaaaaaaaaaaa") == []
