@@ -5,6 +5,7 @@ and a stream of events whose entry ids are `0-<seq+1>`, so "events after N" is o
 Every key expires `ttl` seconds after the run last wrote.
 """
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import asdict, replace
@@ -27,9 +28,22 @@ return seq
 """
 
 
+SOCKET_TIMEOUT = 5.0
+"""Seconds a command may wait for Redis' answer (redis-py's own default, made explicit)."""
+
+
 class RedisRunLog:
-    def __init__(self, url: str, *, ttl: float, max_events: int) -> None:
-        self._redis: Redis = Redis.from_url(url, decode_responses=True)
+    def __init__(
+        self, url: str, *, ttl: float, max_events: int, socket_timeout: float = SOCKET_TIMEOUT
+    ) -> None:
+        self._redis: Redis = Redis.from_url(
+            url, decode_responses=True, socket_timeout=socket_timeout
+        )
+        # A blocking XREAD holds the socket silent for as long as it blocks, and the socket
+        # timeout does not know it asked for that: one longer than the timeout is cut off as a
+        # dead connection. So a long wait (a keepalive interval, a model thinking before its
+        # first token) is a loop of blocks well inside the timeout.
+        self._block_slice = max(0.05, socket_timeout / 2)
         self._ttl = max(1, int(ttl))
         self._max_events = max_events
         self._append = self._redis.register_script(_APPEND)
@@ -76,16 +90,28 @@ class RedisRunLog:
         # redis-py's return types depend on the protocol version; we use RESP2 shapes.
         entries: Any
         if wait > 0:
-            found: Any = await self._redis.xread(
-                {events_key: start}, block=max(1, int(wait * 1000))
-            )
-            entries = found[0][1] if found else []
+            entries = await self._block_for_events(events_key, start, wait)
         else:
             entries = await self._redis.xrange(events_key, min=f"({start}")
         events = [RunEvent(int(eid.split("-")[1]) - 1, f["e"], f["d"]) for eid, f in entries]
         if events and events[0].seq > after + 1:
             raise RunGone(run_id)
         return events
+
+    async def _block_for_events(self, events_key: str, start: str, wait: float) -> Any:
+        """XREAD after `start` for up to `wait` seconds, in blocks shorter than the socket
+        timeout; the entries found, or [] when the wait ran out."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            block = min(self._block_slice, deadline - loop.time())
+            found: Any = await self._redis.xread(
+                {events_key: start}, block=max(1, int(block * 1000))
+            )
+            if found:
+                return found[0][1]
+            if loop.time() >= deadline - 0.001:
+                return []
 
     async def publish_cancel(self, run_id: str) -> None:
         await self._redis.publish(CANCEL_CHANNEL, run_id)
