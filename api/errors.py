@@ -10,6 +10,7 @@ import openai
 
 from chains.retrieval.types import EmbedderMismatchError
 from chains.upstream_client import UpstreamConnectError
+from chains.upstream_sse import UpstreamIncompleteError, UpstreamUnreadableError
 
 logger = logging.getLogger("chainserve.errors")
 
@@ -38,6 +39,7 @@ ErrorCode = Literal[
     "upstream_rate_limited",
     "upstream_unavailable",
     "upstream_timeout",
+    "upstream_incomplete",
     "upstream_error",
     "internal_error",
 ]
@@ -121,6 +123,15 @@ def classify(exc: BaseException) -> ChainError:
         return ChainError(409, "embedder_mismatch", str(exc), False)
     if isinstance(exc, openai.APIStatusError):
         return _upstream_status_error(exc)
+    if isinstance(exc, UpstreamIncompleteError):
+        return ChainError(
+            502,
+            "upstream_incomplete",
+            "The model provider's stream ended before the answer was complete.",
+            True,
+        )
+    if isinstance(exc, UpstreamUnreadableError):
+        return ChainError(502, "upstream_error", str(exc), True)
     if isinstance(exc, (openai.APITimeoutError, TimeoutError, *_TIMEOUTS)):
         return ChainError(
             504, "upstream_timeout", "The model provider did not answer in time.", True

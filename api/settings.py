@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     upstream_max_retries: int = Field(
         2, ge=0, le=10, validation_alias=_env("CHAINSERVE_UPSTREAM_MAX_RETRIES")
     )
+    max_upstream_event_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, validation_alias=_env("CHAINSERVE_MAX_UPSTREAM_EVENT_BYTES")
+    )
     lean_upstream: bool = Field(True, validation_alias=_env("CHAINSERVE_LEAN_UPSTREAM"))
     offline_delay: float = Field(
         0.015, ge=0.0, le=5.0, validation_alias=_env("CHAINSERVE_OFFLINE_DELAY")
@@ -162,6 +165,7 @@ class Settings(BaseSettings):
             first_token_timeout=self.upstream_first_token_timeout,
             token_timeout=self.upstream_token_timeout,
             max_retries=self.upstream_max_retries,
+            max_upstream_event_bytes=self.max_upstream_event_bytes,
             offline_delay=self.offline_delay,
             http_client=http_client,
             upstream_client=upstream_client,

@@ -40,6 +40,8 @@ class ModelConfig:
     token_timeout: float | None = 30.0
     """Seconds between streamed chunks (the provider's keepalive comments do not count)."""
     max_retries: int = 2
+    max_upstream_event_bytes: int = 4 * 1024 * 1024
+    """The largest single SSE event read from the provider; a larger one fails the run."""
     offline_delay: float = 0.015
     http_client: httpx2.AsyncClient | None = field(default=None, compare=False, repr=False)
     """Connection pool for the upstream, owned (and closed) by whoever serves the chains."""
@@ -107,6 +109,7 @@ def _build_base_model(config: ModelConfig) -> BaseChatModel:
         max_retries=config.max_retries,
         http_async_client=config.http_client,
         upstream_client=config.upstream_client,
+        max_event_bytes=config.max_upstream_event_bytes,
     )
 
 

@@ -30,30 +30,17 @@ from pydantic import Field, PrivateAttr
 from chains.text_lane import stream_text
 from chains.upstream_client import UpstreamClient
 from chains.upstream_openai import WireStream, back_off, open_stream
+from chains.upstream_sse import (
+    DEFAULT_MAX_EVENT_BYTES,
+    EventTooLargeError,
+    UpstreamIncompleteError,
+    UpstreamUnreadableError,
+    sse_events,
+)
+
+__all__ = ["StreamlinedChatOpenAI", "sse_events"]
 
 _DONE = b"[DONE]"
-
-
-async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[bytes, bytes]]:
-    """Yield `(event, data)` for each SSE event in a byte stream (event is b"" when unnamed)."""
-    pending = b""
-    event = b""
-    data: list[bytes] = []
-    async for block in chunks:
-        lines = (pending + block).split(b"\n")
-        pending = lines.pop()
-        for raw in lines:
-            line = raw[:-1] if raw.endswith(b"\r") else raw
-            if not line:
-                if data:
-                    yield event, b"\n".join(data)
-                event, data = b"", []
-            elif line.startswith(b"data:"):
-                value = line[5:]
-                data.append(value[1:] if value.startswith(b" ") else value)
-            elif line.startswith(b"event:"):
-                event = line[6:].strip()
-    # An event cut off before its blank line is never dispatched (SSE spec, end of stream).
 
 
 class StreamlinedChatOpenAI(ChatOpenAI):
@@ -66,6 +53,9 @@ class StreamlinedChatOpenAI(ChatOpenAI):
     """Seconds from sending the request to the first parsed chunk (None: `stream_chunk_timeout`
     applies from the start, as in `ChatOpenAI`). A model may think a while before its first
     token, and then should not fall silent for long: two limits, not one."""
+    max_event_bytes: int = Field(default=DEFAULT_MAX_EVENT_BYTES, exclude=True)
+    """The largest single SSE event accepted from the provider; a larger one fails the run
+    (a provider that never ends a line would otherwise grow our buffer without bound)."""
     _wire_url_cache: tuple[str | None] | None = PrivateAttr(default=None)
     _params_cache: dict[str, Any] | None = PrivateAttr(default=None)
     _ls_params_cache: dict[str, Any] | None = PrivateAttr(default=None)
@@ -184,7 +174,9 @@ class StreamlinedChatOpenAI(ChatOpenAI):
                 progress.opened = True
                 try:
                     blocks = _wire_blocks(wire, deadline)
-                    async for chunk in _parsed(blocks, deadline, wire.request):
+                    async for chunk in _parsed(
+                        blocks, deadline, wire.request, self.max_event_bytes
+                    ):
                         yield chunk
                 finally:
                     wire.close()
@@ -195,7 +187,9 @@ class StreamlinedChatOpenAI(ChatOpenAI):
                     response = await stack.enter_async_context(opening)
                 http = response.http_response
                 progress.opened = True
-                async for chunk in _parsed(_bytes(http, deadline), deadline, lambda: http.request):
+                blocks = _bytes(http, deadline)
+                parsed = _parsed(blocks, deadline, lambda: http.request, self.max_event_bytes)
+                async for chunk in parsed:
                     yield chunk
         except openai.BadRequestError as exc:
             from langchain_openai.chat_models.base import _handle_openai_bad_request
@@ -249,22 +243,48 @@ _MISSING = object()
 
 
 async def _parsed(
-    blocks: AsyncIterator[bytes], deadline: "_ChunkDeadline", request: Callable[[], httpx2.Request]
+    blocks: AsyncIterator[bytes],
+    deadline: "_ChunkDeadline",
+    request: Callable[[], httpx2.Request],
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
 ) -> AsyncIterator[dict[str, Any]]:
-    """Chunk dicts from SSE bytes; an error the provider sends mid-stream raises as the SDK's."""
-    async for event, data in sse_events(blocks):
-        if data == _DONE:
-            break
-        chunk = orjson.loads(data)
-        if not isinstance(chunk, dict):
-            continue
-        if chunk.get("error") or event == b"error":
-            _raise_stream_error(chunk, request())
-        if event:
-            continue  # named events belong to other APIs; the SDK skips them too
-        if not deadline.waiting_for_first or carries_output(chunk):
-            deadline.restart()  # a role-only opening chunk is not the first token
-        yield chunk
+    """Chunk dicts from SSE bytes; an error the provider sends mid-stream raises as the SDK's,
+    and so does a body that is not an event stream or that ends before the answer does."""
+    finished = False
+    events = 0
+    try:
+        async for event, data in sse_events(blocks, max_event_bytes):
+            events += 1
+            if data == _DONE:
+                return
+            try:
+                chunk = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                raise UpstreamUnreadableError(
+                    "The model provider sent a stream event that is not JSON.", request()
+                ) from None
+            if not isinstance(chunk, dict):
+                continue
+            if chunk.get("error") or event == b"error":
+                _raise_stream_error(chunk, request())
+            if event:
+                continue  # named events belong to other APIs; the SDK skips them too
+            if not deadline.waiting_for_first or carries_output(chunk):
+                deadline.restart()  # a role-only opening chunk is not the first token
+            if not finished:
+                finished = any(
+                    isinstance(c, dict) and c.get("finish_reason")
+                    for c in chunk.get("choices") or ()
+                )
+            yield chunk
+    except EventTooLargeError as exc:
+        raise UpstreamUnreadableError(str(exc), request()) from None
+    if not events:
+        raise UpstreamUnreadableError(
+            "The model provider's response is not an event stream.", request()
+        )
+    if not finished:
+        raise UpstreamIncompleteError(request())
 
 
 def _wire_body(payload: dict[str, Any]) -> bytes | None:

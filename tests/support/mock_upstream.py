@@ -46,7 +46,16 @@ class Script:
     drop_after: int | None = None
     hold_after: int | None = None
     usage: dict[str, Any] | None = None
-    finish_reason: str = "stop"
+    finish_reason: str | None = "stop"
+    """None: no chunk ever carries a finish reason (a stream cut short looks like this)."""
+    send_done: bool = True
+    """False: no `data: [DONE]` (many providers omit it; with no finish reason, a cut-off)."""
+    close_delimited: bool = False
+    """The body is delimited by closing the connection (no chunked framing), as some servers
+    and proxies do; the end of the body is then indistinguishable from a dropped connection."""
+    raw_body: bytes | None = None
+    """Sent as the whole 200 body instead of a stream (an HTML error page, random bytes, an
+    enormous line); `headers` give its content type."""
 
 
 @dataclass
@@ -103,6 +112,9 @@ class _Conn:
             pass
         self.mark_gone()
 
+    close_after = False
+    """Set by a close-delimited response: the body ends when the connection does."""
+
     def mark_gone(self) -> None:
         self.gone_at = self.gone_at or time.monotonic()
         self.gone.set()
@@ -143,9 +155,11 @@ def _head(status: int, headers: dict[str, str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def _sse(payload: object) -> bytes:
+def _sse(payload: object, chunked: bool = True) -> bytes:
     """Frames one SSE message as one HTTP chunk, so each message is its own write."""
     data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    if not chunked:
+        return b"data: %s\n\n" % data
     return b"%x\r\ndata: %s\n\n\r\n" % (len(data) + 8, data)
 
 
@@ -443,7 +457,8 @@ class MockUpstream:
             if conn.gone_at is not None and not rec.completed:
                 self._update(rec, disconnected_at=conn.gone_at)
             self._set_open(conn.ident, None)
-        return rec.completed and headers.get("connection", "").lower() != "close"
+        keep = headers.get("connection", "").lower() != "close" and not conn.close_after
+        return rec.completed and keep
 
     async def _route(self, conn: _Conn, rec: RecordedRequest) -> None:
         if (rec.method, rec.path) == ("POST", "/v1/chat/completions"):
@@ -506,6 +521,9 @@ class MockUpstream:
             error = _error_body(script.status, script.error_message)
             await self._send_json(conn, rec, script.status, error, script.headers)
             return
+        if script.raw_body is not None:
+            await self._raw(conn, rec, script)
+            return
         body: dict[str, Any] = rec.json if isinstance(rec.json, dict) else {}
         stream = bool(body.get("stream"))
         base = {
@@ -527,12 +545,18 @@ class MockUpstream:
         self, conn: _Conn, rec: RecordedRequest, script: Script, body: dict[str, Any], base: Any
     ) -> None:
         with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        chunked = not script.close_delimited
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-            return _sse({**base, "choices": [choice], **({"usage": None} if with_usage else {})})
+            payload = {**base, "choices": [choice], **({"usage": None} if with_usage else {})}
+            return _sse(payload, chunked)
 
-        head = {"content-type": "text/event-stream", "transfer-encoding": "chunked"}
+        head = {"content-type": "text/event-stream"}
+        if chunked:
+            head["transfer-encoding"] = "chunked"
+        else:
+            conn.close_after = True
         if not await conn.send(_head(200, {**head, **script.headers})):
             return
         if not await conn.send(chunk({"role": "assistant", "content": ""})):
@@ -545,14 +569,29 @@ class MockUpstream:
                 return
         if not await self._checkpoint(conn, rec, script, False):
             return
-        tail = [chunk({}, script.finish_reason)]
+        tail = [chunk({}, script.finish_reason)] if script.finish_reason is not None else []
         if with_usage:
-            tail.append(_sse({**base, "choices": [], "usage": _usage(script, body)}))
+            tail.append(_sse({**base, "choices": [], "usage": _usage(script, body)}, chunked))
         for data in tail:
             if not await conn.send(data):
                 return
+        # The chunked terminator goes with [DONE], in one write: a client that stops reading
+        # at [DONE] still finds the body complete and keeps the connection.
+        last = (_sse(b"[DONE]", chunked) if script.send_done else b"") + (
+            b"0\r\n\r\n" if chunked else b""
+        )
+        await conn.send(last, partial(self._update, rec, completed=True))
+
+    async def _raw(self, conn: _Conn, rec: RecordedRequest, script: Script) -> None:
+        """A 200 whose body is `script.raw_body`, close-delimited or with a length."""
+        assert script.raw_body is not None
+        head = {"content-type": "text/html; charset=utf-8", **script.headers}
+        if script.close_delimited:
+            conn.close_after = True
+        else:
+            head["content-length"] = str(len(script.raw_body))
         done = partial(self._update, rec, completed=True)
-        await conn.send(_sse(b"[DONE]") + b"0\r\n\r\n", done)  # terminator is not an SSE message
+        await conn.send(_head(200, head) + script.raw_body, done)
 
     async def _checkpoint(
         self, conn: _Conn, rec: RecordedRequest, script: Script, delay: bool
