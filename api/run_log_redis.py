@@ -6,6 +6,7 @@ Every key expires `ttl` seconds after the run last wrote.
 """
 
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, replace
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from api.run_log import RunEvent, RunGone, RunRecord
+from chains.redis_connect import blocking_slice, redis_client
 
 PREFIX = "chainserve:run:"
 CANCEL_CHANNEL = "chainserve:run-cancel"
@@ -28,8 +30,9 @@ return seq
 
 
 class RedisRunLog:
-    def __init__(self, url: str, *, ttl: float, max_events: int) -> None:
-        self._redis: Redis = Redis.from_url(url, decode_responses=True)
+    def __init__(self, url: str, *, ttl: float, max_events: int, timeout: float = 2.0) -> None:
+        self._redis: Redis = redis_client(url, timeout=timeout)
+        self._block = blocking_slice(timeout)
         self._ttl = max(1, int(ttl))
         self._max_events = max_events
         self._append = self._redis.register_script(_APPEND)
@@ -76,16 +79,25 @@ class RedisRunLog:
         # redis-py's return types depend on the protocol version; we use RESP2 shapes.
         entries: Any
         if wait > 0:
-            found: Any = await self._redis.xread(
-                {events_key: start}, block=max(1, int(wait * 1000))
-            )
-            entries = found[0][1] if found else []
+            entries = await self._wait(events_key, start, wait)
         else:
             entries = await self._redis.xrange(events_key, min=f"({start}")
         events = [RunEvent(int(eid.split("-")[1]) - 1, f["e"], f["d"]) for eid, f in entries]
         if events and events[0].seq > after + 1:
             raise RunGone(run_id)
         return events
+
+    async def _wait(self, key: str, start: str, wait: float) -> Any:
+        """XREAD BLOCK for up to `wait`, in slices shorter than the client's socket timeout
+        (a single long block would time the socket out during a model's silence)."""
+        deadline = time.monotonic() + wait
+        while True:
+            block = min(deadline - time.monotonic(), self._block)
+            found: Any = await self._redis.xread({key: start}, block=max(1, int(block * 1000)))
+            if found:
+                return found[0][1]
+            if time.monotonic() >= deadline:
+                return []
 
     async def publish_cancel(self, run_id: str) -> None:
         await self._redis.publish(CANCEL_CHANNEL, run_id)
