@@ -10,10 +10,11 @@ import pytest_asyncio
 
 from tests.api.streaming import chat_input, stream
 from tests.conftest import ServerFactory, upstream_settings
-from tests.support.mock_upstream import MockUpstream
+from tests.support.mock_upstream import MockUpstream, Script
 from tests.support.raw_server import raw_server
 from tests.support.redis_server import RedisServer
 from tests.support.server import LiveServer
+from tests.support.sse import Event, SSEParser
 
 pytestmark = pytest.mark.asyncio
 
@@ -82,3 +83,24 @@ async def test_a_redis_that_never_answers_fails_fast_as_a_retryable_503(
     start_server: ServerFactory, upstream: MockUpstream, silent_redis_url: str
 ) -> None:
     await _assert_outage_answers(_server(start_server, upstream, silent_redis_url))
+
+
+async def test_a_redis_outage_mid_stream_ends_the_stream_with_a_retryable_error_event(
+    start_server: ServerFactory, upstream: MockUpstream, own_redis: RedisServer
+) -> None:
+    upstream.enqueue(Script(chunks=[f" w{i}" for i in range(40)], delay=0.1))
+    server = _server(start_server, upstream, own_redis.url)
+    events: list[Event] = []
+    parser = SSEParser()
+    async with (
+        httpx.AsyncClient(base_url=server.url, timeout=30) as client,
+        client.stream("POST", "/chains/chat/stream", json=chat_input()) as response,
+    ):
+        assert response.status_code == 200
+        async for chunk in response.aiter_raw():
+            events.extend(parser.feed(chunk))
+            if len([e for e in events if e.event == "data"]) == 3 and own_redis._process:
+                own_redis.__exit__(None, None, None)  # stopped mid-stream
+    assert events[-1].event == "error", [e.event for e in events]
+    assert events[-1].json()["code"] == "store_unavailable"
+    assert events[-1].json()["retryable"] is True
