@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from api.errors import UPSTREAM_ERRORS, ErrorCode, RequestError, classify
+from api.errors import STORE_ERRORS, UPSTREAM_ERRORS, ErrorCode, RequestError, classify
 from api.input_limit import InputTooLargeError, input_too_large_response
 from api.openai_errors import OpenAIRequestError, is_openai_path, openai_response
 from api.protocols.openai_chat import openai_error
@@ -83,6 +83,16 @@ async def _upstream_failure(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"error": error.payload()}, error.status, headers=error.headers())
 
 
+async def _store_failure(request: Request, exc: Exception) -> JSONResponse:
+    """Redis down or silent: a retryable 503 and one warning line, not a 500 and a traceback."""
+    error = classify(exc)
+    logger.warning("%s %s failed: %s (%s)", request.method, request.url.path, error.code, exc)
+    if is_openai_path(request.url.path):
+        body = openai_error(error.status, error.code, error.message)
+        return JSONResponse(body, error.status, headers=error.headers())
+    return JSONResponse({"error": error.payload()}, error.status, headers=error.headers())
+
+
 async def _openai_error(request: Request, exc: Exception) -> JSONResponse:
     return openai_response(request, exc)
 
@@ -112,4 +122,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _counted(_http_error))
     for upstream_error in UPSTREAM_ERRORS:
         app.add_exception_handler(upstream_error, _upstream_failure)
+    for store_error in STORE_ERRORS:
+        app.add_exception_handler(store_error, _counted(_store_failure))
     app.add_exception_handler(Exception, _counted(_unexpected))

@@ -7,6 +7,7 @@ from typing import Any, Literal
 import httpx
 import httpx2
 import openai
+import redis.exceptions
 
 from chains.retrieval.types import EmbedderMismatchError
 from chains.upstream_client import UpstreamConnectError
@@ -21,6 +22,9 @@ _TIMEOUTS = (httpx.TimeoutException, httpx2.TimeoutException)
 _TRANSPORT_ERRORS = (httpx.TransportError, httpx2.TransportError)
 UPSTREAM_ERRORS = (openai.APIError, UpstreamConnectError, *_TRANSPORT_ERRORS)
 """What a chain raises when the model provider fails: `classify` names each."""
+STORE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+"""What a store client raises when Redis is down or does not answer in time."""
+STORE_UNAVAILABLE_RETRY_AFTER = "2"
 
 ErrorCode = Literal[
     "invalid_request",
@@ -41,6 +45,7 @@ ErrorCode = Literal[
     "upstream_timeout",
     "upstream_incomplete",
     "upstream_error",
+    "store_unavailable",
     "internal_error",
 ]
 
@@ -119,6 +124,14 @@ def _causes(exc: BaseException) -> list[BaseException]:
 
 def classify(exc: BaseException) -> ChainError:
     """Map an exception raised by a chain to what the client is told."""
+    if any(isinstance(cause, STORE_ERRORS) for cause in _causes(exc)):
+        return ChainError(
+            503,
+            "store_unavailable",
+            "chainserve's data store is unavailable; try again shortly.",
+            True,
+            STORE_UNAVAILABLE_RETRY_AFTER,
+        )
     if isinstance(exc, EmbedderMismatchError):
         return ChainError(409, "embedder_mismatch", str(exc), False)
     if isinstance(exc, openai.APIStatusError):

@@ -24,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 
 from api.disconnect import wait_for_disconnect
 from api.encoding import to_json
+from api.errors import STORE_ERRORS, classify
 from api.protocols import NativeProtocol, WireProtocol
 from api.protocols.base import KEEPALIVE
 from api.run_log import TERMINAL_EVENTS, RunEvent, RunGone, RunLog
@@ -90,7 +91,10 @@ class RunEventStream(EventSourceResponse):
                 send = watch_sends.send
             try:
                 with relay:
-                    await self._relay(send)
+                    try:
+                        await self._relay(send)
+                    except STORE_ERRORS as exc:
+                        await self._store_lost(send, exc)
                 if drained:
                     await self._last_words(send)
             finally:
@@ -131,10 +135,33 @@ class RunEventStream(EventSourceResponse):
         await send({"type": "http.response.body", "body": frame, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
+    async def _store_lost(self, send: Send, exc: Exception) -> None:
+        """Redis failed under this stream: a retryable 503 or `error` event, never a cut."""
+        error = classify(exc)
+        logger.warning("run %s: stream ended: %s (%s)", self._run_id, error.code, exc)
+        payload = error.payload(self._run_id)
+        if not self._started:
+            body = to_json(self._protocol.error_body(error.status, payload)).encode()
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", (error.retry_after or "1").encode()),
+                (b"x-run-id", self._run_id.encode()),
+            ]
+            await send({"type": "http.response.start", "status": error.status, "headers": headers})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+            return
+        frame = self._protocol.frame(RunEvent(self._last, "error", to_json(payload)))
+        await send({"type": "http.response.body", "body": frame, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
     async def _hung_up(self) -> None:
         if self._on_hang_up is not None:
             with anyio.CancelScope(shield=True):
-                await self._on_hang_up()
+                try:
+                    await self._on_hang_up()
+                except STORE_ERRORS as exc:  # the run's own task still notices the hang-up
+                    logger.warning("run %s: hang-up not recorded: %s", self._run_id, exc)
 
     async def _held(self) -> list[RunEvent]:
         """Events up to the first one past `metadata`, or whatever came within the hold cap."""

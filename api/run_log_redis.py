@@ -5,8 +5,8 @@ and a stream of events whose entry ids are `0-<seq+1>`, so "events after N" is o
 Every key expires `ttl` seconds after the run last wrote.
 """
 
-import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, replace
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from api.run_log import RunEvent, RunGone, RunRecord
+from chains.redis_connect import blocking_slice, redis_client
 
 PREFIX = "chainserve:run:"
 CANCEL_CHANNEL = "chainserve:run-cancel"
@@ -28,22 +29,10 @@ return seq
 """
 
 
-SOCKET_TIMEOUT = 5.0
-"""Seconds a command may wait for Redis' answer (redis-py's own default, made explicit)."""
-
-
 class RedisRunLog:
-    def __init__(
-        self, url: str, *, ttl: float, max_events: int, socket_timeout: float = SOCKET_TIMEOUT
-    ) -> None:
-        self._redis: Redis = Redis.from_url(
-            url, decode_responses=True, socket_timeout=socket_timeout
-        )
-        # A blocking XREAD holds the socket silent for as long as it blocks, and the socket
-        # timeout does not know it asked for that: one longer than the timeout is cut off as a
-        # dead connection. So a long wait (a keepalive interval, a model thinking before its
-        # first token) is a loop of blocks well inside the timeout.
-        self._block_slice = max(0.05, socket_timeout / 2)
+    def __init__(self, url: str, *, ttl: float, max_events: int, timeout: float = 2.0) -> None:
+        self._redis: Redis = redis_client(url, timeout=timeout)
+        self._block = blocking_slice(timeout)
         self._ttl = max(1, int(ttl))
         self._max_events = max_events
         self._append = self._redis.register_script(_APPEND)
@@ -90,7 +79,7 @@ class RedisRunLog:
         # redis-py's return types depend on the protocol version; we use RESP2 shapes.
         entries: Any
         if wait > 0:
-            entries = await self._block_for_events(events_key, start, wait)
+            entries = await self._wait(events_key, start, wait)
         else:
             entries = await self._redis.xrange(events_key, min=f"({start}")
         events = [RunEvent(int(eid.split("-")[1]) - 1, f["e"], f["d"]) for eid, f in entries]
@@ -98,19 +87,16 @@ class RedisRunLog:
             raise RunGone(run_id)
         return events
 
-    async def _block_for_events(self, events_key: str, start: str, wait: float) -> Any:
-        """XREAD after `start` for up to `wait` seconds, in blocks shorter than the socket
-        timeout; the entries found, or [] when the wait ran out."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
+    async def _wait(self, key: str, start: str, wait: float) -> Any:
+        """XREAD BLOCK for up to `wait`, in slices shorter than the client's socket timeout
+        (a single long block would time the socket out during a model's silence)."""
+        deadline = time.monotonic() + wait
         while True:
-            block = min(self._block_slice, deadline - loop.time())
-            found: Any = await self._redis.xread(
-                {events_key: start}, block=max(1, int(block * 1000))
-            )
+            block = min(deadline - time.monotonic(), self._block)
+            found: Any = await self._redis.xread({key: start}, block=max(1, int(block * 1000)))
             if found:
                 return found[0][1]
-            if loop.time() >= deadline - 0.001:
+            if time.monotonic() >= deadline:
                 return []
 
     async def publish_cancel(self, run_id: str) -> None:

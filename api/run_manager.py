@@ -162,8 +162,9 @@ class RunManager:
                 async for run_id in self.log.cancellations():
                     delay = 0.5
                     self._cancel_task(run_id)
-            except Exception:  # a Redis outage must not end cancellation for good
-                logger.warning("run-cancel channel lost; retry in %.1fs", delay, exc_info=True)
+            # A Redis outage must not end cancellation for good; one line, not a traceback.
+            except Exception as exc:  # noqa: BLE001
+                logger.warning("run-cancel channel lost (%s); retry in %.1fs", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
 

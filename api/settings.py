@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(Path(".chainserve"), validation_alias=_env("CHAINSERVE_DATA_DIR"))
     redis_url: SecretStr | None = Field(None, validation_alias=_env("CHAINSERVE_REDIS_URL"))
+    store_timeout_seconds: float = Field(
+        2.0, gt=0, le=60, validation_alias=_env("CHAINSERVE_STORE_TIMEOUT_SECONDS")
+    )
     history_token_budget: int = Field(
         3000, ge=1, validation_alias=_env("CHAINSERVE_HISTORY_TOKEN_BUDGET")
     )

@@ -14,7 +14,9 @@ def build_thread_store(settings: Settings) -> ThreadStore:
     if settings.redis_url is not None:
         from chains.history.redis import RedisThreadStore
 
-        return RedisThreadStore(settings.redis_url.get_secret_value())
+        return RedisThreadStore(
+            settings.redis_url.get_secret_value(), timeout=settings.store_timeout_seconds
+        )
     return SQLiteThreadStore(settings.data_dir / "threads.sqlite3")
 
 
@@ -28,6 +30,7 @@ def build_run_log(settings: Settings) -> RunLog:
             settings.redis_url.get_secret_value(),
             ttl=settings.run_ttl_seconds,
             max_events=settings.run_max_events,
+            timeout=settings.store_timeout_seconds,
         )
     return MemoryRunLog(ttl=settings.run_ttl_seconds, max_events=settings.run_max_events)
 
@@ -41,14 +44,17 @@ def build_limit_counts(settings: Settings) -> tuple[RequestRate | None, StreamSl
             LocalRequestRate(per_minute) if per_minute else None,
             LocalStreamSlots(per_caller) if per_caller else None,
         )
-    from redis.asyncio import Redis
-
     from api.limit_counts_redis import RedisRequestRate, RedisStreamSlots
+    from chains.redis_connect import redis_client
 
-    url = settings.redis_url.get_secret_value()
+    url, timeout = settings.redis_url.get_secret_value(), settings.store_timeout_seconds
     return (
-        RedisRequestRate(Redis.from_url(url), per_minute) if per_minute else None,
-        RedisStreamSlots(Redis.from_url(url), per_caller) if per_caller else None,
+        RedisRequestRate(redis_client(url, timeout=timeout, decode_responses=False), per_minute)
+        if per_minute
+        else None,
+        RedisStreamSlots(redis_client(url, timeout=timeout, decode_responses=False), per_caller)
+        if per_caller
+        else None,
     )
 
 

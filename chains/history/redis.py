@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from chains.history.store import ThreadInfo
+from chains.redis_connect import redis_client
 
 PREFIX = "chainserve:thread:"
 BY_OWNER = "chainserve:threads-of:"
@@ -20,8 +21,8 @@ BY_OWNER = "chainserve:threads-of:"
 class RedisThreadStore:
     """A hash per thread for its metadata and a list for its messages."""
 
-    def __init__(self, url: str) -> None:
-        self._redis: Redis = Redis.from_url(url, decode_responses=True)
+    def __init__(self, url: str, *, timeout: float = 2.0) -> None:
+        self._redis: Redis = redis_client(url, timeout=timeout)
 
     @staticmethod
     def _keys(thread_id: str) -> tuple[str, str]:

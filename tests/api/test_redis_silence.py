@@ -1,5 +1,4 @@
-"""With the Redis run log, a model that is silent for longer than Redis' socket timeout (5 s)
-streams exactly as in memory: keepalives while it thinks, the whole answer, a terminal event."""
+"""With Redis as the run log, a model's long silence streams exactly as it does in memory."""
 
 import asyncio
 from typing import Any
@@ -10,59 +9,72 @@ import pytest
 from tests.api.streaming import StreamResult, chat_input, collect
 from tests.conftest import ServerFactory, upstream_settings
 from tests.support.mock_upstream import MockUpstream, Script
+from tests.support.server import LiveServer
 from tests.support.sse import SSEParser
 
 pytestmark = pytest.mark.asyncio
 
-# The defaults under test: a 10 s header hold and 15 s keepalives, both longer than the 5 s
-# socket timeout; the client waits longer than either.
-CLIENT_TIMEOUT = httpx.Timeout(60, connect=5)
+
+@pytest.fixture
+def redis_server(start_server: ServerFactory, upstream: MockUpstream, redis_url: str) -> LiveServer:
+    """Default keepalive (15 s) and header hold (10 s): both longer than redis-py's 5 s."""
+    return start_server(upstream_settings(upstream, redis_url=redis_url, upstream_timeout=60.0))
 
 
-async def _stream(url: str, body: dict[str, Any]) -> StreamResult:
+async def _post(url: str, body: dict[str, Any]) -> StreamResult:
     async with (
-        httpx.AsyncClient(base_url=url, timeout=CLIENT_TIMEOUT) as client,
+        httpx.AsyncClient(base_url=url, timeout=60) as client,
         client.stream("POST", "/chains/chat/stream", json=body) as response,
     ):
         return await collect(response)
 
 
-async def test_a_model_thinking_8s_before_its_first_token_streams_through_redis(
-    start_server: ServerFactory, upstream: MockUpstream, redis_url: str
-) -> None:
-    server = start_server(upstream_settings(upstream, redis_url=redis_url, upstream_timeout=60))
-    upstream.enqueue(Script(chunks=["Thought", " long"], first_delay=8))
-    result = await _stream(server.url, chat_input())
-    assert result.status == 200, result.body
-    assert result.text == "Thought long"
-    assert [e.event for e in result.events][-1] == "end"
-
-
-async def test_20s_of_silence_mid_stream_keeps_the_stream_and_a_join_alive_through_redis(
-    start_server: ServerFactory, upstream: MockUpstream, redis_url: str
-) -> None:
-    server = start_server(upstream_settings(upstream, redis_url=redis_url, upstream_timeout=60))
-    upstream.enqueue(Script(chunks=["before", " after"], delay=20))
-    async with httpx.AsyncClient(base_url=server.url, timeout=CLIENT_TIMEOUT) as client:
-        async with client.stream("POST", "/chains/chat/stream", json=chat_input()) as response:
-            assert response.status_code == 200
-            run_id = response.headers["x-run-id"]
-            parser = SSEParser()
-            events = []
-            joined = asyncio.create_task(_join(client, run_id))
-            async for chunk in response.aiter_raw():
-                events.extend(parser.feed(chunk))
-        joiner = await joined
-    texts = "".join(e.json() for e in events if e.event == "data")
-    assert texts == "before after"
-    assert events[-1].event == "end"
-    assert parser.comments, "no keepalive was sent during the silence"
-    assert joiner.text == "before after"
-    assert joiner.events[-1].event == "end"
-    assert joiner.comments, "the join got no keepalive during the silence"
-
-
-async def _join(client: httpx.AsyncClient, run_id: str) -> StreamResult:
-    await asyncio.sleep(1)  # join while the model is silent
-    async with client.stream("GET", f"/runs/{run_id}/stream") as response:
+async def _join_after_first_token(url: str, run_id: asyncio.Future[str]) -> StreamResult:
+    async with (
+        httpx.AsyncClient(base_url=url, timeout=60) as client,
+        client.stream("GET", f"/runs/{await run_id}/stream") as response,
+    ):
         return await collect(response)
+
+
+async def test_redis_run_waits_out_a_model_silent_before_its_first_token(
+    redis_server: LiveServer, upstream: MockUpstream
+) -> None:
+    upstream.enqueue(Script(chunks=["Hel", "lo"], first_delay=8.0))
+    result = await _post(redis_server.url, chat_input())
+    assert result.status == 200, result.body
+    assert result.text == "Hello"
+    assert result.events[-1].event == "end"
+
+
+async def test_redis_stream_and_join_keep_alive_through_mid_stream_silence(
+    redis_server: LiveServer, upstream: MockUpstream
+) -> None:
+    """A 20 s gap after the first token: the stream and a join both get keepalives, the
+    whole answer and a terminal event."""
+    upstream.enqueue(Script(chunks=["Hel", "lo"], delay=20.0))
+    run_id: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def post() -> StreamResult:
+        result = StreamResult(0, httpx.Headers())
+        parser = SSEParser()
+        async with (
+            httpx.AsyncClient(base_url=redis_server.url, timeout=60) as client,
+            client.stream("POST", "/chains/chat/stream", json=chat_input()) as response,
+        ):
+            result.status = response.status_code
+            async for chunk in response.aiter_raw():
+                result.events.extend(parser.feed(chunk))
+                if result.of("data") and not run_id.done():
+                    run_id.set_result(result.events[0].json()["run_id"])
+        result.comments = parser.comments
+        return result
+
+    streamed, joined = await asyncio.gather(
+        post(), _join_after_first_token(redis_server.url, run_id)
+    )
+    for result in (streamed, joined):
+        assert result.status == 200
+        assert result.text == "Hello"
+        assert result.comments, "no keepalive during the silence"
+        assert result.events[-1].event == "end"
