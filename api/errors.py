@@ -40,6 +40,8 @@ ErrorCode = Literal[
     "upstream_timeout",
     "upstream_error",
     "internal_error",
+    "worker_lost",
+    "cancel_timeout",
 ]
 
 

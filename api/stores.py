@@ -28,6 +28,7 @@ def build_run_log(settings: Settings) -> RunLog:
             settings.redis_url.get_secret_value(),
             ttl=settings.run_ttl_seconds,
             max_events=settings.run_max_events,
+            lease=settings.run_lease_seconds,
         )
     return MemoryRunLog(ttl=settings.run_ttl_seconds, max_events=settings.run_max_events)
 
