@@ -42,6 +42,7 @@ ErrorCode = Literal[
     "internal_error",
     "worker_lost",
     "cancel_timeout",
+    "run_timeout",
 ]
 
 

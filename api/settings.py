@@ -113,6 +113,9 @@ class Settings(BaseSettings):
         3600.0, gt=0, validation_alias=_env("CHAINSERVE_RUN_TTL_SECONDS")
     )
     run_max_events: int = Field(10_000, ge=100, validation_alias=_env("CHAINSERVE_RUN_MAX_EVENTS"))
+    run_timeout_seconds: float = Field(
+        600.0, ge=0, validation_alias=_env("CHAINSERVE_RUN_TIMEOUT_SECONDS")
+    )
     run_lease_seconds: float = Field(
         30.0, ge=0.5, le=3600, validation_alias=_env("CHAINSERVE_RUN_LEASE_SECONDS")
     )
