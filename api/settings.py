@@ -113,6 +113,9 @@ class Settings(BaseSettings):
         3600.0, gt=0, validation_alias=_env("CHAINSERVE_RUN_TTL_SECONDS")
     )
     run_max_events: int = Field(10_000, ge=100, validation_alias=_env("CHAINSERVE_RUN_MAX_EVENTS"))
+    max_output_tokens: int = Field(
+        4096, ge=0, validation_alias=_env("CHAINSERVE_MAX_OUTPUT_TOKENS")
+    )
     run_timeout_seconds: float = Field(
         600.0, ge=0, validation_alias=_env("CHAINSERVE_RUN_TIMEOUT_SECONDS")
     )
@@ -168,6 +171,7 @@ class Settings(BaseSettings):
             first_token_timeout=self.upstream_first_token_timeout,
             token_timeout=self.upstream_token_timeout,
             max_retries=self.upstream_max_retries,
+            max_output_tokens=self.max_output_tokens or None,
             offline_delay=self.offline_delay,
             http_client=http_client,
             upstream_client=upstream_client,

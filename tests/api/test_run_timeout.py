@@ -58,3 +58,15 @@ async def test_a_run_left_running_after_a_hang_up_is_bounded_by_the_deadline_too
             await asyncio.sleep(0.1)
     assert run["status"] == "error"
     assert run["error"]["code"] == "run_timeout"
+
+
+async def test_the_output_cap_is_asked_of_the_upstream_on_every_call(
+    start_server: ServerFactory, upstream: MockUpstream
+) -> None:
+    server = start_server(upstream_settings(upstream, max_output_tokens=123))
+    upstream.enqueue(Script(chunks=["Hi"]))
+    result = await stream(server.url, "chat", chat_input())
+    assert result.events[-1].event == "end"
+    sent = upstream.last_request.json
+    assert sent is not None
+    assert sent.get("max_completion_tokens", sent.get("max_tokens")) == 123
