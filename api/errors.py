@@ -43,6 +43,7 @@ ErrorCode = Literal[
     "worker_lost",
     "cancel_timeout",
     "run_timeout",
+    "batch_too_large",
 ]
 
 

@@ -116,6 +116,7 @@ class Settings(BaseSettings):
     max_output_tokens: int = Field(
         4096, ge=0, validation_alias=_env("CHAINSERVE_MAX_OUTPUT_TOKENS")
     )
+    max_batch_inputs: int = Field(100, ge=1, validation_alias=_env("CHAINSERVE_MAX_BATCH_INPUTS"))
     run_timeout_seconds: float = Field(
         600.0, ge=0, validation_alias=_env("CHAINSERVE_RUN_TIMEOUT_SECONDS")
     )
