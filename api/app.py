@@ -71,7 +71,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     model_config = replace(settings.model_settings(upstream, lean), retrieval=retrieval)
     model_info = describe_model(model_config)
     threads = build_thread_store(settings)
-    runs = RunManager(build_run_log(settings), Drain(settings.shutdown_grace_seconds))
+    runs = RunManager(
+        build_run_log(settings),
+        Drain(settings.shutdown_grace_seconds),
+        run_timeout=settings.run_timeout_seconds or None,
+    )
     chains = build_registry(model_config, threads, settings.history_token_budget)
     rate, slots = build_limit_counts(settings)
 

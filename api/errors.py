@@ -47,6 +47,10 @@ ErrorCode = Literal[
     "upstream_error",
     "store_unavailable",
     "internal_error",
+    "worker_lost",
+    "cancel_timeout",
+    "run_timeout",
+    "batch_too_large",
 ]
 
 

@@ -212,6 +212,9 @@ class RunEventStream(EventSourceResponse):
                 return
             if not events:
                 await send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
+                # Looking the run up notices a run whose worker died (the Redis log then
+                # records it as failed), so this stream ends instead of waiting out the TTL.
+                await self._log.get(self._run_id)
 
     def _lagged(self, last: int) -> RunEvent:
         """This reader fell out of the run log's window: say so instead of skipping events."""

@@ -24,6 +24,7 @@ from fastapi.routing import APIRoute
 from langchain_core.runnables import ConfigurableFieldSpec, RunnableBinding, RunnableConfig
 from pydantic import BaseModel, Field, ValidationError, create_model
 
+from api.batch_limits import check_batch_size
 from api.callback_runs import CallbackRuns
 from api.error_responses import REFUSALS, referenced_error_responses
 from api.input_limit import REFERENCED_RESPONSES as INPUT_LIMIT_RESPONSES
@@ -191,6 +192,7 @@ def _request_guard(chain: RegisteredChain) -> Callable[[Request], Awaitable[None
             if isinstance(one, dict) and isinstance(one.get("configurable"), dict):
                 await check_thread(request.app.state.threads, one, caller_of(request.scope))
         if isinstance(body, dict) and isinstance(body.get("inputs"), list):
+            check_batch_size(body["inputs"], request.app.state.settings.max_batch_inputs)
             _check_batch_inputs(chain, body["inputs"])
         if isinstance(body, dict):
             await _check_input_tokens(request, chain, body, configs)

@@ -12,7 +12,7 @@ import anyio
 from pydantic import BaseModel
 
 from api.encoding import to_json
-from api.errors import classify, log_failure
+from api.errors import ChainError, classify, log_failure
 from api.request_state import HOLD_STREAM_SLOT
 from api.run_log import RunLog, RunRecord
 from api.runs import Run
@@ -35,8 +35,12 @@ def _text(chunk: Any) -> str:
 class RunManager:
     """Starts runs, cancels them (here or, through the log, on another worker), and cleans up."""
 
-    def __init__(self, log: RunLog, drain: Drain | None = None) -> None:
+    def __init__(
+        self, log: RunLog, drain: Drain | None = None, run_timeout: float | None = None
+    ) -> None:
         self.log = log
+        self.run_timeout = run_timeout
+        """Seconds a run may take in all (`CHAINSERVE_RUN_TIMEOUT_SECONDS`); None: unbounded."""
         self.drain = drain or Drain(0.0)
         """Started by SIGTERM: how long open streams of these runs may still go on."""
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -63,20 +67,25 @@ class RunManager:
             release = hold(run.run_id)
             task.add_done_callback(lambda _: release())
 
+    async def _relay(self, run: Run, chunks: AsyncIterator[Any]) -> None:
+        async for chunk in chunks:
+            if isinstance(chunk, str) and not chunk:
+                continue  # the usage-only chunk says nothing to a client
+            run.mark_chunk()
+            await self.log.append(run.run_id, "data", to_json(chunk), _text(chunk))
+            if run.chunks == 1:
+                # Let the stream's reader send the headers and the first token now: when
+                # the provider's first read holds many tokens, this task would otherwise
+                # run through all of them (and the chain's work per token) first.
+                await asyncio.sleep(0)
+
     async def _execute(self, run: Run, chunks: AsyncIterator[Any]) -> None:
+        deadline = asyncio.timeout(self.run_timeout)
         try:
-            async for chunk in chunks:
-                if isinstance(chunk, str) and not chunk:
-                    continue  # the usage-only chunk says nothing to a client
-                run.mark_chunk()
-                await self.log.append(run.run_id, "data", to_json(chunk), _text(chunk))
-                if run.chunks == 1:
-                    # Let the stream's reader send the headers and the first token now: when
-                    # the provider's first read holds many tokens, this task would otherwise
-                    # run through all of them (and the chain's work per token) first.
-                    await asyncio.sleep(0)
+            async with deadline:
+                await self._relay(run, chunks)
         except Exception as exc:  # noqa: BLE001 - every chain failure becomes a typed error
-            await self._fail(run, exc)
+            await self._fail(run, exc, self._timed_out() if deadline.expired() else None)
         except anyio.get_cancelled_exc_class():
             self._closing.add(run.run_id)
             try:
@@ -108,8 +117,17 @@ class RunManager:
             **extra,
         }
 
-    async def _fail(self, run: Run, exc: Exception) -> None:
-        error = classify(exc)
+    def _timed_out(self) -> ChainError:
+        return ChainError(
+            504,
+            "run_timeout",
+            f"The run took longer than the server allows ({self.run_timeout:g}s) and was "
+            "stopped; its output so far is kept.",
+            False,
+        )
+
+    async def _fail(self, run: Run, exc: Exception, error: ChainError | None = None) -> None:
+        error = error or classify(exc)
         log_failure(exc, error, run.run_id)
         run.finish("error", error.code)
         payload = error.payload(run.run_id)

@@ -119,6 +119,16 @@ class Settings(BaseSettings):
         3600.0, gt=0, validation_alias=_env("CHAINSERVE_RUN_TTL_SECONDS")
     )
     run_max_events: int = Field(10_000, ge=100, validation_alias=_env("CHAINSERVE_RUN_MAX_EVENTS"))
+    max_output_tokens: int = Field(
+        4096, ge=0, validation_alias=_env("CHAINSERVE_MAX_OUTPUT_TOKENS")
+    )
+    max_batch_inputs: int = Field(100, ge=1, validation_alias=_env("CHAINSERVE_MAX_BATCH_INPUTS"))
+    run_timeout_seconds: float = Field(
+        600.0, ge=0, validation_alias=_env("CHAINSERVE_RUN_TIMEOUT_SECONDS")
+    )
+    run_lease_seconds: float = Field(
+        30.0, ge=0.5, le=3600, validation_alias=_env("CHAINSERVE_RUN_LEASE_SECONDS")
+    )
     gc_tuning: bool = Field(True, validation_alias=_env("CHAINSERVE_GC_TUNING"))
     host: str = Field("127.0.0.1", validation_alias=_env("CHAINSERVE_HOST"))
     port: int = Field(8000, ge=0, le=65535, validation_alias=_env("CHAINSERVE_PORT"))
@@ -169,6 +179,7 @@ class Settings(BaseSettings):
             token_timeout=self.upstream_token_timeout,
             max_retries=self.upstream_max_retries,
             max_upstream_event_bytes=self.max_upstream_event_bytes,
+            max_output_tokens=self.max_output_tokens or None,
             offline_delay=self.offline_delay,
             http_client=http_client,
             upstream_client=upstream_client,

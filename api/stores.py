@@ -31,6 +31,7 @@ def build_run_log(settings: Settings) -> RunLog:
             ttl=settings.run_ttl_seconds,
             max_events=settings.run_max_events,
             timeout=settings.store_timeout_seconds,
+            lease=settings.run_lease_seconds,
         )
     return MemoryRunLog(ttl=settings.run_ttl_seconds, max_events=settings.run_max_events)
 

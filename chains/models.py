@@ -42,6 +42,8 @@ class ModelConfig:
     max_retries: int = 2
     max_upstream_event_bytes: int = 4 * 1024 * 1024
     """The largest single SSE event read from the provider; a larger one fails the run."""
+    max_output_tokens: int | None = None
+    """The most tokens one answer may have, asked of the provider; None: the provider's own."""
     offline_delay: float = 0.015
     http_client: httpx2.AsyncClient | None = field(default=None, compare=False, repr=False)
     """Connection pool for the upstream, owned (and closed) by whoever serves the chains."""
@@ -107,6 +109,8 @@ def _build_base_model(config: ModelConfig) -> BaseChatModel:
         stream_chunk_timeout=config.token_timeout,
         first_chunk_timeout=config.first_token_timeout,
         max_retries=config.max_retries,
+        # langchain-openai sends this as `max_completion_tokens` (OpenAI's current name).
+        max_tokens=config.max_output_tokens,
         http_async_client=config.http_client,
         upstream_client=config.upstream_client,
         max_event_bytes=config.max_upstream_event_bytes,

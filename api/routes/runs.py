@@ -3,14 +3,16 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Response
+from fastapi.responses import JSONResponse
 
 from api.deps import RunsDep, SettingsDep
 from api.error_responses import REFUSALS, error_responses
+from api.errors import ChainError
 from api.event_stream import RunEventStream
 from api.ownership import Caller, CallerDep
 from api.routes.chains import SSE_RESPONSE
 from api.run_log import RunGone, RunRecord
-from api.run_manager import RunManager
+from api.run_manager import CANCEL_WAIT_SECONDS, RunManager
 
 router = APIRouter(prefix="/runs", tags=["runs"], responses=error_responses(*REFUSALS))
 
@@ -82,11 +84,21 @@ async def join_run(
     )
 
 
-@router.post("/{run_id}/cancel", responses=error_responses(404, 409))
-async def cancel_run(run_id: RunId, runs: RunsDep, caller: CallerDep) -> dict[str, Any]:
+@router.post("/{run_id}/cancel", responses=error_responses(404, 409, 504))
+async def cancel_run(run_id: RunId, runs: RunsDep, caller: CallerDep) -> Any:
     """Cancel a running run (on whichever worker runs it); partial output and usage are kept."""
     record = await _record(runs, run_id, caller)
     if record.status != "running":
         raise HTTPException(409, f"run {run_id!r} already ended ({record.status})")
-    stopped = await runs.cancel(run_id)
-    return (stopped or record).public()
+    stopped = await runs.cancel(run_id) or record
+    if stopped.status == "running":
+        # A 200 says the run stopped: one that did not (yet) must not be told it did.
+        error = ChainError(
+            504,
+            "cancel_timeout",
+            f"run {run_id!r} did not stop within {CANCEL_WAIT_SECONDS:g}s; it may still stop "
+            f"(GET /runs/{run_id}), or cancel it again",
+            retryable=True,
+        )
+        return JSONResponse({"error": error.payload(run_id)}, 504)
+    return stopped.public()
