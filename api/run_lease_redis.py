@@ -13,6 +13,8 @@ import logging
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from api.errors import ChainError
+
 logger = logging.getLogger("chainserve.runs")
 
 # KEYS: events, seq, output, record, lease. ARGV: event, data, max events, ttl, new record,
@@ -31,14 +33,17 @@ return 1
 """
 
 
+WORKER_LOST = ChainError(
+    503,
+    "worker_lost",
+    "The worker running this run stopped before it finished; start it again.",
+    True,
+)
+"""The error a run gets when the worker running it stopped renewing its lease."""
+
+
 def worker_lost(run_id: str) -> dict[str, object]:
-    """The error a run gets when the worker running it stopped renewing its lease."""
-    return {
-        "code": "worker_lost",
-        "message": "The worker running this run stopped before it finished; start it again.",
-        "retryable": True,
-        "run_id": run_id,
-    }
+    return WORKER_LOST.payload(run_id)
 
 
 class RunLeases:

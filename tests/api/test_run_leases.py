@@ -3,7 +3,6 @@ cancel that did not take effect is never answered as if it had."""
 
 import asyncio
 import signal
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from tests.api.streaming import chat_input, read_then_hang_up
 from tests.conftest import FAILED
 from tests.support.mock_upstream import MockUpstream, Script
 from tests.support.process import ServerProcess
+from tests.support.redis_workers import redis_workers
 from tests.support.sse import Event, SSEParser
 
 pytestmark = pytest.mark.asyncio
@@ -28,19 +28,8 @@ def _workers(
     upstream: MockUpstream,
     lease: str,
 ) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    database = f"{redis_url.rsplit('/', 1)[0]}/{uuid.uuid4().int % 15 + 1}"
-    env = {
-        "OPENAI_API_KEY": "sk-test",
-        "OPENAI_BASE_URL": upstream.base_url,
-        "CHAINSERVE_UPSTREAM_MAX_RETRIES": "0",
-        "CHAINSERVE_REDIS_URL": database,
-        "CHAINSERVE_RUN_LEASE_SECONDS": lease,
-        "CHAINSERVE_KEEPALIVE_SECONDS": "0.5",
-    }
-    with ServerProcess(tmp_path, env) as a, ServerProcess(tmp_path, env) as b:
-        yield a, b
-    if request.node.stash.get(FAILED, False):
-        print(f"worker A logged:\n{a.output}\nworker B logged:\n{b.output}")
+    env = {"CHAINSERVE_RUN_LEASE_SECONDS": lease, "CHAINSERVE_KEEPALIVE_SECONDS": "0.5"}
+    yield from redis_workers(request, FAILED, tmp_path, redis_url, upstream, **env)
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """Two chainserve processes on one Redis behave as one service: runs and threads are shared."""
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from tests.api.streaming import StreamResult, chat_input, collect, read_then_han
 from tests.conftest import FAILED
 from tests.support.mock_upstream import MockUpstream, Script
 from tests.support.process import ServerProcess
+from tests.support.redis_workers import redis_workers
 from tests.support.sse import Event, SSEParser
 
 pytestmark = pytest.mark.asyncio
@@ -24,17 +24,7 @@ def workers(
 ) -> Iterator[tuple[ServerProcess, ServerProcess]]:
     """Worker A and worker B: separate processes sharing one Redis database and upstream;
     a failed test shows what both logged."""
-    database = f"{redis_url.rsplit('/', 1)[0]}/{uuid.uuid4().int % 15 + 1}"
-    env = {
-        "OPENAI_API_KEY": "sk-test",
-        "OPENAI_BASE_URL": upstream.base_url,
-        "CHAINSERVE_UPSTREAM_MAX_RETRIES": "0",
-        "CHAINSERVE_REDIS_URL": database,
-    }
-    with ServerProcess(tmp_path, env) as a, ServerProcess(tmp_path, env) as b:
-        yield a, b
-    if request.node.stash.get(FAILED, False):
-        print(f"worker A logged:\n{a.output}\nworker B logged:\n{b.output}")
+    yield from redis_workers(request, FAILED, tmp_path, redis_url, upstream)
 
 
 async def _join(url: str, run_id: str, last: str | None, keep: int | None = None) -> list[Event]:
