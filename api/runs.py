@@ -117,8 +117,9 @@ class Run:
             self.first_chunk_at = time.monotonic()
 
     def usage(self) -> dict[str, Any] | None:
-        """The provider's figures; for a run cut short, an estimate marked `approximate`."""
-        if self.stats.usage is not None or self.status == "done":
+        """The provider's figures; without them (a run cut short, a provider that reports
+        none, an answer cut at the output cap) an estimate marked `approximate`."""
+        if self.stats.usage is not None:
             return self.stats.usage
         if not (self.chunks or self.stats.approx_input_tokens):
             return None

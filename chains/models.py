@@ -20,6 +20,7 @@ Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
 
 MODEL_KEY = "model"
 TEMPERATURE_KEY = "temperature"
+MAX_TOKENS_KEY = "max_tokens"
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ def _build_base_model(config: ModelConfig) -> BaseChatModel:
             model=OFFLINE_MODEL_NAME,
             temperature=config.temperature,
             delay=config.offline_delay,
+            max_tokens=config.max_output_tokens,
         )
     # Imported here so the offline path never pays for (or depends on) the OpenAI client.
     from chains.streamlined_openai import StreamlinedChatOpenAI
@@ -111,14 +113,21 @@ def _build_base_model(config: ModelConfig) -> BaseChatModel:
         max_retries=config.max_retries,
         # langchain-openai sends this as `max_completion_tokens` (OpenAI's current name).
         max_tokens=config.max_output_tokens,
+        output_cap=config.max_output_tokens,
         http_async_client=config.http_client,
         upstream_client=config.upstream_client,
         max_event_bytes=config.max_upstream_event_bytes,
     )
 
 
+def _max_tokens_description(cap: int | None) -> str:
+    limit = f", at most {cap} (the server's cap)" if cap else ""
+    return f"The most tokens the answer may have{limit}."
+
+
 def build_model(config: ModelConfig) -> Runnable[LanguageModelInput, BaseMessage]:
-    """Build the chat model with `model` and `temperature` switchable per request."""
+    """Build the chat model with `model`, `temperature` and `max_tokens` switchable per request
+    (`max_tokens` only below the server's cap)."""
     # An Enum annotation (not ConfigurableFieldSingleOption) so the model is rebuilt only
     # when a request actually sets a key, and schemas still list the allowed names.
     choices = enum.Enum("Model", {name: name for name in config.model_choices})  # type: ignore[misc]
@@ -134,5 +143,11 @@ def build_model(config: ModelConfig) -> Runnable[LanguageModelInput, BaseMessage
             name="Temperature",
             description="Sampling temperature, 0 to 2.",
             annotation=Temperature,
+        ),
+        max_tokens=ConfigurableField(
+            id=MAX_TOKENS_KEY,
+            name="Max output tokens",
+            description=_max_tokens_description(config.max_output_tokens),
+            annotation=Annotated[int, Field(ge=1, le=config.max_output_tokens)],
         ),
     )

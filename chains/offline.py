@@ -68,6 +68,8 @@ class OfflineChatModel(BaseChatModel):
     temperature: float = 0.0
     delay: float = 0.015
     """Seconds between streamed words, so streaming is visible in a terminal or browser."""
+    max_tokens: int | None = None
+    """The most words (its tokens) a reply may have; a longer one ends with `length`."""
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -88,6 +90,13 @@ class OfflineChatModel(BaseChatModel):
             total_tokens=prompt_tokens + completion_tokens,
         )
 
+    def _reply(self, messages: list[BaseMessage]) -> tuple[list[str], str]:
+        """The reply's words, cut at `max_tokens`, and the finish reason that says whether."""
+        words = _WORD.findall(compose_reply(messages))
+        if self.max_tokens is not None and len(words) > self.max_tokens:
+            return words[: self.max_tokens], "length"
+        return words, "stop"
+
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -95,11 +104,12 @@ class OfflineChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        reply = compose_reply(messages)
+        words, reason = self._reply(messages)
+        reply = "".join(words)
         message = AIMessage(
             content=reply,
             usage_metadata=self._usage(messages, reply),
-            response_metadata={"model_name": self.model_name, "finish_reason": "stop"},
+            response_metadata={"model_name": self.model_name, "finish_reason": reason},
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -110,13 +120,13 @@ class OfflineChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        reply = compose_reply(messages)
-        for word in _WORD.findall(reply):
+        words, reason = self._reply(messages)
+        for word in words:
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=word))
             if run_manager:
                 run_manager.on_llm_new_token(word, chunk=chunk)
             yield chunk
-        yield self._final_chunk(messages, reply)
+        yield self._final_chunk(messages, "".join(words), reason)
 
     async def _astream(
         self,
@@ -125,23 +135,25 @@ class OfflineChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        reply = compose_reply(messages)
-        for index, word in enumerate(_WORD.findall(reply)):
+        words, reason = self._reply(messages)
+        for index, word in enumerate(words):
             if index and self.delay > 0:
                 await asyncio.sleep(self.delay)
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=word))
             if run_manager:
                 await run_manager.on_llm_new_token(word, chunk=chunk)
             yield chunk
-        yield self._final_chunk(messages, reply)
+        yield self._final_chunk(messages, "".join(words), reason)
 
-    def _final_chunk(self, messages: list[BaseMessage], reply: str) -> ChatGenerationChunk:
+    def _final_chunk(
+        self, messages: list[BaseMessage], reply: str, reason: str
+    ) -> ChatGenerationChunk:
         """Carry usage and finish reason on a last empty chunk, as OpenAI's stream does."""
         return ChatGenerationChunk(
             message=AIMessageChunk(
                 content="",
                 usage_metadata=self._usage(messages, reply),
-                response_metadata={"model_name": self.model_name, "finish_reason": "stop"},
+                response_metadata={"model_name": self.model_name, "finish_reason": reason},
                 chunk_position="last",
             )
         )

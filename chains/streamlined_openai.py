@@ -13,8 +13,8 @@ path unchanged.
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from typing import Any, cast
 
 import httpx2
 import openai
@@ -27,6 +27,16 @@ from langchain_core.runnables import RunnableConfig
 from langchain_openai import ChatOpenAI
 from pydantic import Field, PrivateAttr
 
+from chains.output_cap import (
+    OutputBudget,
+    capped,
+    delta_text,
+    generation_text,
+    length_chunk,
+    length_generation,
+    trimmed_chunk,
+    trimmed_generation,
+)
 from chains.text_lane import stream_text
 from chains.upstream_client import UpstreamClient
 from chains.upstream_openai import WireStream, back_off, open_stream
@@ -56,6 +66,9 @@ class StreamlinedChatOpenAI(ChatOpenAI):
     max_event_bytes: int = Field(default=DEFAULT_MAX_EVENT_BYTES, exclude=True)
     """The largest single SSE event accepted from the provider; a larger one fails the run
     (a provider that never ends a line would otherwise grow our buffer without bound)."""
+    output_cap: int | None = Field(default=None, exclude=True)
+    """The server's cap on an answer's tokens: no request or binding may ask for more, and a
+    provider that sends more is cut off (`chains/output_cap.py`)."""
     _wire_url_cache: tuple[str | None] | None = PrivateAttr(default=None)
     _params_cache: dict[str, Any] | None = PrivateAttr(default=None)
     _ls_params_cache: dict[str, Any] | None = PrivateAttr(default=None)
@@ -85,7 +98,19 @@ class StreamlinedChatOpenAI(ChatOpenAI):
         stream_usage = self._should_stream_usage(request.pop("stream_usage", None), **request)
         if stream_usage:
             request["stream_options"] = {"include_usage": stream_usage}
-        return self._get_request_payload(messages, stop=stop, **request)
+        payload = self._get_request_payload(messages, stop=stop, **request)
+        limits = [key for key in ("max_completion_tokens", "max_tokens") if key in payload]
+        for key in limits:
+            payload[key] = capped(payload[key], self.output_cap)
+        if not limits and self.output_cap is not None:
+            payload["max_completion_tokens"] = self.output_cap
+        return payload
+
+    def _budget(self, payload: dict[str, Any]) -> OutputBudget | None:
+        limit = payload.get("max_completion_tokens") or payload.get("max_tokens")
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            return None
+        return OutputBudget(limit, str(payload.get("model") or self.model_name))
 
     async def _astream(
         self,
@@ -96,7 +121,7 @@ class StreamlinedChatOpenAI(ChatOpenAI):
     ) -> AsyncIterator[ChatGenerationChunk]:
         payload = self._stream_payload(messages, stop, kwargs)
         if not self._takes_fast_path({**payload, **self.model_kwargs}):
-            async for chunk in super()._astream(messages, stop, run_manager, **kwargs):
+            async for chunk in self._parent_astream(payload, messages, stop, run_manager, kwargs):
                 yield chunk
             return
         chunk_class: type[BaseMessageChunk] = AIMessageChunk
@@ -111,6 +136,37 @@ class StreamlinedChatOpenAI(ChatOpenAI):
                     generation.text, chunk=generation, logprobs=logprobs
                 )
             yield generation
+
+    async def _parent_astream(
+        self,
+        payload: dict[str, Any],
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        run_manager: AsyncCallbackManagerForLLMRun | None,
+        kwargs: dict[str, Any],
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        """`ChatOpenAI`'s own stream (structured output, the Responses API), under the cap."""
+        for key in ("max_tokens", "max_completion_tokens"):
+            if key in kwargs:
+                kwargs[key] = capped(kwargs[key], self.output_cap)
+        budget = self._budget(payload)
+        parent = cast(
+            AsyncGenerator[ChatGenerationChunk],
+            super()._astream(messages, stop, run_manager, **kwargs),
+        )
+        async with contextlib.aclosing(parent) as chunks:
+            async for chunk in chunks:
+                if (
+                    budget is None
+                    or (fits := await budget.overdraft(generation_text(chunk))) is None
+                ):
+                    yield chunk
+                    continue
+                budget.log_cut()
+                if (head := trimmed_generation(chunk, fits)) is not None:
+                    yield head
+                yield length_generation()
+                return
 
     async def astream_text(
         self, input: LanguageModelInput, config: RunnableConfig | None = None
@@ -142,13 +198,25 @@ class StreamlinedChatOpenAI(ChatOpenAI):
         retried by the opening itself. After the first chunk a failure is final, since a retry
         would repeat what was already sent."""
         client = self.root_async_client
+        budget = self._budget(payload)
         for attempt in range(client.max_retries + 1):
             progress = _Progress()
             try:
-                async for chunk in self._chunk_dicts_once(payload, progress):
-                    if not progress.chunks and carries_output(chunk):
-                        progress.chunks = 1
-                    yield chunk
+                async with contextlib.aclosing(self._chunk_dicts_once(payload, progress)) as once:
+                    async for chunk in once:
+                        if not progress.chunks and carries_output(chunk):
+                            progress.chunks = 1
+                        if (
+                            budget is None
+                            or (fits := await budget.overdraft(delta_text(chunk))) is None
+                        ):
+                            yield chunk
+                            continue
+                        budget.log_cut()  # closing `once` hangs up on the provider
+                        if (head := trimmed_chunk(chunk, fits)) is not None:
+                            yield head
+                        yield length_chunk()
+                        return
                 return
             except (openai.APIConnectionError, TimeoutError) as exc:
                 # Opening a stream has its own retries (the SDK's, or `open_stream`'s, which
@@ -162,7 +230,7 @@ class StreamlinedChatOpenAI(ChatOpenAI):
 
     async def _chunk_dicts_once(
         self, payload: dict[str, Any], progress: "_Progress"
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any]]:
         deadline = _ChunkDeadline(self.stream_chunk_timeout or None, self.first_chunk_timeout)
         upstream, url = self.upstream_client, self._wire_url()
         body = _wire_body(payload) if url else None

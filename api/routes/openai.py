@@ -24,7 +24,7 @@ router = APIRouter(prefix="/v1", tags=["openai"], responses=error_responses(*REF
 
 IGNORED = frozenset(
     {
-        "user", "metadata", "store", "seed", "top_p", "max_tokens", "max_completion_tokens",
+        "user", "metadata", "store", "seed", "top_p",
         "frequency_penalty", "presence_penalty", "stop", "logit_bias", "service_tier",
         "parallel_tool_calls", "prediction", "reasoning_effort", "verbosity",
         "prompt_cache_key", "safety_identifier",
@@ -48,6 +48,8 @@ class ChatCompletionRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(None, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
     n: int | None = Field(None, ge=1)
     thread_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     config: dict[str, Any] | None = None
@@ -94,13 +96,19 @@ def _chain_input(chain: RegisteredChain, messages: list[Any]) -> dict[str, Any]:
         raise OpenAIRequestError(400, str(exc), "messages") from None
 
 
-def _config(chain: RegisteredChain, body: ChatCompletionRequest) -> dict[str, Any]:
+def _config(chain: RegisteredChain, body: ChatCompletionRequest, cap: int) -> dict[str, Any]:
+    """The request's `config`, plus the OpenAI knobs the chain has a slot for. `max_tokens`
+    above the server's cap is lowered to it (clients send generous defaults, and OpenAI
+    itself treats the field as a ceiling), not refused."""
     config = dict(body.config or {})
+    knobs: dict[str, Any] = {}
     if body.temperature is not None and "temperature" in chain.configurable:
-        config["configurable"] = {
-            **(config.get("configurable") or {}),
-            "temperature": body.temperature,
-        }
+        knobs["temperature"] = body.temperature
+    limit = body.max_completion_tokens or body.max_tokens
+    if limit is not None and "max_tokens" in chain.configurable:
+        knobs["max_tokens"] = min(limit, cap) if cap else limit
+    if knobs:
+        config["configurable"] = {**(config.get("configurable") or {}), **knobs}
     return with_thread(config, body.thread_id)  # type: ignore[no-any-return]
 
 
@@ -141,7 +149,8 @@ async def create_chat_completion(
     if chain is None:
         message = f"The model `{body.model}` does not exist; GET /v1/models lists the chains."
         raise OpenAIRequestError(404, message, "model", code="model_not_found")
-    chain_input, config = _chain_input(chain, body.messages), _config(chain, body)
+    chain_input = _chain_input(chain, body.messages)
+    config = _config(chain, body, settings.max_output_tokens)
     prepared = prepare_run(chain, chain_input, config, model, owner=caller.owner)
     await check_thread(threads, prepared.config, caller)
     await check_run_input(settings, chain, prepared)

@@ -111,7 +111,7 @@ async def test_langserve_schemas_list_the_allow_listed_config(offline_server: Li
         input_schema = (await client.get("/langserve/chat/input_schema")).json()
         output_schema = (await client.get("/langserve/chat/output_schema")).json()
     knobs = config["$defs"]["Configurable"]["properties"]
-    assert set(knobs) == {"model", "prompt", "temperature", "thread_id"}
+    assert set(knobs) == {"max_tokens", "model", "prompt", "temperature", "thread_id"}
     assert knobs["prompt"]["enum"] == ["concise", "teacher", "default"] or set(
         knobs["prompt"]["enum"]
     ) == {"concise", "teacher", "default"}

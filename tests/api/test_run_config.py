@@ -95,7 +95,9 @@ async def test_list_chains_shows_schemas_and_configurable_keys(openai_server: Li
     assert set(rag["retriever"]["options"]) == {"vector", "bm25"}
     assert "messages" in by_name["chat"]["input_schema"]["properties"]
     knobs = {k["id"]: k for k in by_name["chat"]["configurable"]}
-    assert set(knobs) == {"model", "prompt", "temperature", "thread_id"}
+    assert set(knobs) == {"max_tokens", "model", "prompt", "temperature", "thread_id"}
+    assert knobs["max_tokens"]["default"] == 4096
+    assert knobs["max_tokens"]["schema"]["maximum"] == 4096
     assert knobs["model"]["options"] == ["gpt-4o-mini", "gpt-4o"]
     assert knobs["model"]["default"] == "gpt-4o-mini"
     assert set(knobs["prompt"]["options"]) == {"default", "concise", "teacher"}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+import redis
 from langchain_core.messages import AIMessage, HumanMessage
 
 from chains.history import ThreadStore
@@ -23,7 +24,11 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     """Opens stores that share one backing database, as two workers would."""
     if request.param == "redis":
         url = request.getfixturevalue("redis_url")
-        db = f"{url.rsplit('/', 1)[0]}/{uuid.uuid4().int % 15 + 1}"  # keep tests apart
+        db = f"{url.rsplit('/', 1)[0]}/{uuid.uuid4().int % 15 + 1}"
+        # Another test may have used the same database: start from an empty one, so listings
+        # hold only this test's threads.
+        with redis.Redis.from_url(db) as client:
+            client.flushdb()
         factory: StoreFactory = lambda: RedisThreadStore(db)  # noqa: E731
     else:
         factory = lambda: SQLiteThreadStore(tmp_path / "threads.sqlite3")  # noqa: E731
