@@ -151,7 +151,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         CutOffStuckClients, seconds=settings.send_timeout_seconds, prefix="/langserve/"
     )
     if rate is not None or slots is not None:
-        app.add_middleware(LimitPerCaller, rate=rate, slots=slots)
+        app.add_middleware(
+            LimitPerCaller,
+            rate=rate,
+            slots=slots,
+            max_batch_inputs=settings.max_batch_inputs,
+            max_batch_concurrency=settings.max_batch_concurrency,
+        )
     app.add_middleware(
         BodyGuard,
         max_depth=settings.max_json_depth,

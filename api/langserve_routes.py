@@ -22,9 +22,10 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from langchain_core.runnables import ConfigurableFieldSpec, RunnableBinding, RunnableConfig
+from langchain_core.runnables.config import get_config_list
 from pydantic import BaseModel, Field, ValidationError, create_model
 
-from api.batch_limits import check_batch_size
+from api.batch_limits import BATCH_CONCURRENCY, BATCH_SLOTS, batch_concurrency, check_batch_size
 from api.callback_runs import CallbackRuns
 from api.error_responses import REFUSALS, referenced_error_responses
 from api.input_limit import REFERENCED_RESPONSES as INPUT_LIMIT_RESPONSES
@@ -72,6 +73,21 @@ class _Served(RunnableBinding[Any, Any]):  # type: ignore[no-redef]  # pydantic 
 
     def config_schema(self, *, include: Sequence[str] | None = None) -> type[BaseModel]:
         return config_model(self.bound.config_specs, include or ())
+
+    async def abatch(
+        self,
+        inputs: list[Any],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[Any]:
+        """LangServe's batch with its concurrency bounded (`api/batch_limits.py`)."""
+        limit = BATCH_CONCURRENCY.get()
+        if limit is not None:
+            configs = get_config_list(config, len(inputs))
+            config = [{**one, "max_concurrency": limit} for one in configs]
+        return await super().abatch(inputs, config, return_exceptions=return_exceptions, **kwargs)
 
 
 def _check_config(chain: RegisteredChain, config: Any) -> None:
@@ -192,8 +208,14 @@ def _request_guard(chain: RegisteredChain) -> Callable[[Request], Awaitable[None
             if isinstance(one, dict) and isinstance(one.get("configurable"), dict):
                 await check_thread(request.app.state.threads, one, caller_of(request.scope))
         if isinstance(body, dict) and isinstance(body.get("inputs"), list):
-            check_batch_size(body["inputs"], request.app.state.settings.max_batch_inputs)
+            settings = request.app.state.settings
+            check_batch_size(body["inputs"], settings.max_batch_inputs)
             _check_batch_inputs(chain, body["inputs"])
+            slots = request.scope.get("state", {}).get(BATCH_SLOTS)
+            concurrency = batch_concurrency(
+                settings.max_batch_concurrency, body.get("config"), slots
+            )
+            BATCH_CONCURRENCY.set(concurrency)  # read by `_Served.abatch`, in this request only
         if isinstance(body, dict):
             await _check_input_tokens(request, chain, body, configs)
 

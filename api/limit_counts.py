@@ -13,8 +13,9 @@ from typing import Protocol
 class RequestRate(Protocol):
     per_minute: int
 
-    async def take(self, caller: str) -> float | None:
-        """None if `caller` may go ahead (and it is counted), else seconds until it may."""
+    async def take(self, caller: str, n: int = 1) -> float | None:
+        """None if `caller` may make `n` requests now (and they are counted), else seconds
+        until it may (`n` is never more than `per_minute`)."""
 
     async def aclose(self) -> None: ...
 
@@ -45,7 +46,7 @@ class LocalRequestRate:
         self._clock = clock
         self._buckets: dict[str, _Bucket] = {}
 
-    async def take(self, caller: str) -> float | None:
+    async def take(self, caller: str, n: int = 1) -> float | None:
         now = self._clock()
         # Kept in order of last use (popped and put back at the end), so the buckets that
         # have waited longest, the likeliest to have refilled, are at the front.
@@ -56,10 +57,10 @@ class LocalRequestRate:
         self._buckets[caller] = bucket
         bucket.tokens = min(self.per_minute, bucket.tokens + (now - bucket.updated) * self._rate)
         bucket.updated = now
-        if bucket.tokens >= 1:
-            bucket.tokens -= 1
+        if bucket.tokens >= n:
+            bucket.tokens -= n
             return None
-        return (1 - bucket.tokens) / self._rate
+        return (n - bucket.tokens) / self._rate
 
     def _forget_refilled(self, now: float) -> None:
         """Drop buckets that have refilled (the same as no bucket) from the front: a few for

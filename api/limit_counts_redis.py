@@ -29,13 +29,14 @@ _TAKE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local per_minute = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
 local rate = per_minute / 60
 local bucket = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local tokens = tonumber(bucket[1]) or per_minute
 local at = tonumber(bucket[2]) or now
 tokens = math.min(per_minute, tokens + math.max(0, now - at) * rate)
 local wait = 0
-if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+if tokens >= n then tokens = tokens - n else wait = (n - tokens) / rate end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
 redis.call('EXPIRE', KEYS[1], 61)
 return tostring(wait)
@@ -80,9 +81,10 @@ class RedisRequestRate:
         self._take = redis.register_script(_TAKE)
         self._outage = _Outage()
 
-    async def take(self, caller: str) -> float | None:
+    async def take(self, caller: str, n: int = 1) -> float | None:
         try:
-            wait = float(await self._take(keys=[f"{PREFIX}rate:{caller}"], args=[self.per_minute]))
+            key = f"{PREFIX}rate:{caller}"
+            wait = float(await self._take(keys=[key], args=[self.per_minute, n]))
         except (RedisError, OSError):
             self._outage.report("the request rate")
             return None

@@ -21,6 +21,7 @@ from functools import partial
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.asgi_errors import send_error
+from api.batch_limits import BATCH_PATH, BATCH_SLOTS, batch_inputs
 from api.body_guard import BODY
 from api.limit_counts import RequestRate, StreamSlots
 from api.page_paths import is_page_file
@@ -98,10 +99,19 @@ class _SlotHold:
 
 
 class LimitPerCaller:
-    def __init__(self, app: ASGIApp, rate: RequestRate | None, slots: StreamSlots | None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        rate: RequestRate | None,
+        slots: StreamSlots | None,
+        max_batch_inputs: int = 100,
+        max_batch_concurrency: int = 4,
+    ) -> None:
         self.app = app
         self.rate = rate
         self.slots = slots
+        self.max_batch_inputs = max_batch_inputs
+        self.max_batch_concurrency = max_batch_concurrency
         self._runs: dict[str, _SlotHold] = {}
         """The slot each running run holds, so its caller can rejoin it without another."""
 
@@ -110,12 +120,23 @@ class LimitPerCaller:
             await self.app(scope, receive, send)
             return
         caller = caller_of(scope)
+        batch = self._batch_size(scope)
         if self.rate is not None:
-            wait = await self.rate.take(caller)
+            if batch > self.rate.per_minute:
+                message = (
+                    f"a batch of {batch} inputs counts as {batch} requests, more than this "
+                    f"caller may make in a minute ({self.rate.per_minute}): split it"
+                )
+                await send_error(scope, send, 413, "batch_too_large", message)
+                return
+            wait = await self.rate.take(caller, batch or 1)
             if wait is not None:
                 message = f"more than {self.rate.per_minute} requests a minute from this caller"
                 await _too_many(scope, send, "rate_limited", message, wait)
                 return
+        if batch and self.slots is not None:
+            await self._serve_batch(scope, receive, send, caller, batch)
+            return
         if self.slots is None or not is_stream(scope):
             await self.app(scope, receive, send)
             return
@@ -133,6 +154,37 @@ class LimitPerCaller:
         finally:
             HOLD_STREAM_SLOT.reset(token)
             await hold.adrop()
+
+    def _batch_size(self, scope: Scope) -> int:
+        """A LangServe batch's input count (0: not a batch, or one its route refuses anyway)."""
+        if scope.get("method") != "POST" or not BATCH_PATH.match(scope["path"]):
+            return 0
+        size = batch_inputs(scope.get(BODY))
+        return size if size <= self.max_batch_inputs else 0
+
+    async def _serve_batch(
+        self, scope: Scope, receive: Receive, send: Send, caller: str, size: int
+    ) -> None:
+        """A batch runs its inputs as that many streams would: it holds a stream slot for each
+        input it runs at once (as many as are free, up to its concurrency); with none free it
+        is refused as a stream would be."""
+        assert self.slots is not None
+        held: list[str] = []
+        try:
+            while len(held) < min(size, self.max_batch_concurrency):
+                slot = await self.slots.acquire(caller)
+                if slot is None:
+                    break
+                held.append(slot)
+            if not held:
+                message = f"this caller already has {self.slots.per_caller} open streams"
+                await _too_many(scope, send, "too_many_streams", message, 1.0)
+                return
+            scope.setdefault("state", {})[BATCH_SLOTS] = len(held)
+            await self.app(scope, receive, send)
+        finally:
+            for slot in held:
+                await self.slots.release(caller, slot)
 
     def _rejoined(self, scope: Scope, caller: str) -> _SlotHold | None:
         """The slot of the run this request joins, if its own caller started it and it runs:

@@ -123,6 +123,9 @@ class Settings(BaseSettings):
         4096, ge=0, validation_alias=_env("CHAINSERVE_MAX_OUTPUT_TOKENS")
     )
     max_batch_inputs: int = Field(100, ge=1, validation_alias=_env("CHAINSERVE_MAX_BATCH_INPUTS"))
+    max_batch_concurrency: int = Field(
+        4, ge=1, le=1000, validation_alias=_env("CHAINSERVE_MAX_BATCH_CONCURRENCY")
+    )
     run_timeout_seconds: float = Field(
         600.0, ge=0, validation_alias=_env("CHAINSERVE_RUN_TIMEOUT_SECONDS")
     )

@@ -35,6 +35,21 @@ async def test_two_servers_on_one_redis_share_the_request_rate(
     assert statuses == [200, 200, 200, 429]
 
 
+async def test_a_batch_counts_each_input_against_the_shared_rate(
+    start_server: ServerFactory, redis_url: str
+) -> None:
+    key = _key()
+    settings = offline_settings(api_keys=key, requests_per_minute=4, redis_url=redis_url)
+    a, b = start_server(settings), start_server(settings)
+    auth = {"Authorization": f"Bearer {key}"}
+    batch = {"inputs": [{"messages": [{"role": "user", "content": "hi"}]}] * 3}
+    async with httpx.AsyncClient(timeout=10, headers=auth) as client:
+        first = await client.post(f"{a.url}/langserve/chat/batch", json=batch)
+        second = await client.post(f"{b.url}/langserve/chat/batch", json=batch)
+        last = await client.get(f"{b.url}/chains")
+    assert (first.status_code, second.status_code, last.status_code) == (200, 429, 200)
+
+
 async def test_two_servers_on_one_redis_share_the_stream_cap(
     start_server: ServerFactory, redis_url: str, upstream: MockUpstream
 ) -> None:

@@ -71,6 +71,8 @@ class RecordedRequest:
     chunks_sent: int = 0
     completed: bool = False
     disconnected_at: float | None = None
+    ended_at: float | None = None
+    """When the mock was done with the request (answered, failed or hung up on)."""
 
 
 class _Conn:
@@ -341,6 +343,19 @@ class MockUpstream:
         for ident in idle:
             self._conns[ident].writer.close()
 
+    def peak_concurrency(self, path: str = "/v1/chat/completions") -> int:
+        """The most requests to `path` the mock was answering at one time."""
+        with self._cond:
+            spans = [
+                (r.received_at, r.ended_at or math.inf) for r in self._requests if r.path == path
+            ]
+        moments = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+        peak = now = 0
+        for _, change in moments:  # an end sorts before a start at the same instant
+            now += change
+            peak = max(peak, now)
+        return peak
+
     @property
     def last_request(self) -> RecordedRequest:
         with self._cond:
@@ -456,6 +471,7 @@ class MockUpstream:
             await asyncio.wait({watcher})
             if conn.gone_at is not None and not rec.completed:
                 self._update(rec, disconnected_at=conn.gone_at)
+            self._update(rec, ended_at=time.monotonic())
             self._set_open(conn.ident, None)
         keep = headers.get("connection", "").lower() != "close" and not conn.close_after
         return rec.completed and keep
