@@ -150,12 +150,16 @@ class StreamlinedChatOpenAI(ChatOpenAI):
             if key in kwargs:
                 kwargs[key] = capped(kwargs[key], self.output_cap)
         budget = self._budget(payload)
+        # The SDK's decoder swallows [DONE], so here a finish reason is what marks a complete
+        # answer; the Responses API has end events of its own, left to the parent.
+        finished = self._use_responses_api({**payload, **self.model_kwargs})
         parent = cast(
             AsyncGenerator[ChatGenerationChunk],
             super()._astream(messages, stop, run_manager, **kwargs),
         )
         async with contextlib.aclosing(parent) as chunks:
             async for chunk in chunks:
+                finished = finished or bool((chunk.generation_info or {}).get("finish_reason"))
                 if (
                     budget is None
                     or (fits := await budget.overdraft(generation_text(chunk))) is None
@@ -167,6 +171,9 @@ class StreamlinedChatOpenAI(ChatOpenAI):
                     yield head
                 yield length_generation()
                 return
+        if not finished:
+            url = f"{self.root_async_client.base_url}chat/completions"
+            raise UpstreamIncompleteError(httpx2.Request("POST", url))
 
     async def astream_text(
         self, input: LanguageModelInput, config: RunnableConfig | None = None

@@ -117,6 +117,55 @@ class LocalE5Embeddings(Embeddings):
         return vectors[0]
 
 
+class ProviderEmbeddings(Embeddings):
+    """An embeddings API's model, whose unreadable answers are the provider's fault.
+
+    A 200 with an HTML page, a body cut short or JSON without vectors makes the SDK and
+    `OpenAIEmbeddings` raise whatever they trip over (`JSONDecodeError`, `AttributeError`,
+    `ValueError`), which would read as chainserve's own bug (a 500, a traceback). Raised here
+    instead as `UpstreamUnreadableError`: a retryable 502 `upstream_error`, logged in one line.
+    """
+
+    def __init__(self, provider: Embeddings, base_url: str | None) -> None:
+        self.provider = provider
+        self.url = f"{(base_url or '').rstrip('/')}/embeddings"
+        """For the error's request (the SDK's default host when no base URL is set)."""
+
+    def _unreadable(self, exc: Exception) -> Exception:
+        from chains.upstream_sse import UpstreamUnreadableError
+
+        message = f"The embeddings provider's response is not readable ({type(exc).__name__})."
+        return UpstreamUnreadableError(message, httpx2.Request("POST", self.url))
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        try:
+            return self.provider.embed_documents(texts)
+        except _UNREADABLE as exc:
+            raise self._unreadable(exc) from exc
+
+    def embed_query(self, text: str) -> list[float]:
+        try:
+            return self.provider.embed_query(text)
+        except _UNREADABLE as exc:
+            raise self._unreadable(exc) from exc
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        try:
+            return await self.provider.aembed_documents(texts)
+        except _UNREADABLE as exc:
+            raise self._unreadable(exc) from exc
+
+    async def aembed_query(self, text: str) -> list[float]:
+        try:
+            return await self.provider.aembed_query(text)
+        except _UNREADABLE as exc:
+            raise self._unreadable(exc) from exc
+
+
+_UNREADABLE = (ValueError, AttributeError, TypeError, KeyError, IndexError)
+"""What parsing a malformed embeddings response raises (`JSONDecodeError` is a ValueError)."""
+
+
 def _batches(texts: Sequence[str]) -> list[list[str]]:
     return [list(texts[i : i + BATCH_SIZE]) for i in range(0, len(texts), BATCH_SIZE)]
 
@@ -154,4 +203,4 @@ def build_embeddings(
         max_retries=max_retries,
         http_async_client=http_client,
     )
-    return embeddings, f"openai/{model}"
+    return ProviderEmbeddings(embeddings, base_url), f"openai/{model}"

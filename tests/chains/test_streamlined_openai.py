@@ -164,3 +164,34 @@ async def test_chunk_timeout_fires_on_a_silent_stream_even_across_tasks(
     with pytest.raises(TimeoutError, match="no streamed chunk"):
         await read_all()
     assert "first" in seen
+
+
+@pytest.mark.parametrize("close_delimited", [True, False], ids=["close-delimited", "chunked"])
+async def test_a_cut_off_stream_on_the_parents_path_is_an_error_too(
+    upstream: MockUpstream, close_delimited: bool
+) -> None:
+    """Structured output and response headers take `ChatOpenAI`'s own stream; an answer cut
+    short there is just as incomplete, and one with a finish reason but no [DONE] is whole."""
+    from chains.upstream_sse import UpstreamIncompleteError
+
+    client = openai.DefaultAsyncHttpxClient()
+    model = StreamlinedChatOpenAI(
+        model="gpt-4o-mini",
+        api_key="sk-test",
+        base_url=upstream.base_url,
+        max_retries=0,
+        streaming=True,
+        http_async_client=client,
+        include_response_headers=True,
+    )
+    cut = Script(
+        chunks=["The answer", " is"],
+        finish_reason=None,
+        send_done=False,
+        close_delimited=close_delimited,
+    )
+    with pytest.raises(UpstreamIncompleteError):
+        await _stream(model, upstream, cut)
+    whole = Script(chunks=["Fine"], send_done=False, close_delimited=close_delimited)
+    assert _merged(await _stream(model, upstream, whole)).content == "Fine"
+    await client.aclose()

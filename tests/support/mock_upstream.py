@@ -300,7 +300,7 @@ class MockUpstream:
 
     def enqueue_embeddings(self, *scripts: Script) -> None:
         """Scripts for /v1/embeddings, apart from chat's so a test can script both. Only
-        `status`, `error_message`, `headers` and `first_delay` apply."""
+        `status`, `error_message`, `headers`, `first_delay` and `raw_body` apply."""
         with self._cond:
             self._embedding_queue.extend(scripts)
 
@@ -508,6 +508,9 @@ class MockUpstream:
 
     async def _embeddings(self, conn: _Conn, rec: RecordedRequest, script: Script) -> None:
         if not await conn.pause(script.first_delay):
+            return
+        if script.raw_body is not None:
+            await self._raw(conn, rec, script)
             return
         inputs = _embedding_inputs(rec.json)
         if script.status != 200 or inputs is None:
