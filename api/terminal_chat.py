@@ -85,6 +85,8 @@ def run_turn(
         raise
     if summary.get("sources"):
         print_sources(summary["sources"], styled=styled)
+    if summary.get("finish_reason") == "length":
+        note("[cut] the answer reached its token limit (`max_tokens`, at most the server's cap)")
     if options.stats:
         note(stats_line(summary))
 

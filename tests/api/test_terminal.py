@@ -63,6 +63,16 @@ def test_piped_chat_output_equals_the_chains_output(start_server: ServerFactory)
     assert "tokens/s" in from_stdin.stderr
 
 
+def test_an_answer_cut_at_the_token_cap_says_so_on_stderr(start_server: ServerFactory) -> None:
+    server = start_server(offline_settings(max_output_tokens=4))
+    cut = run_cli("chat", "chat", "tell me everything", "--url", server.url)
+    assert cut.returncode == 0, cut.stderr
+    assert cut.stdout == "[offline model] You said:"
+    assert "[cut] the answer reached its token limit" in cut.stderr
+    whole = run_cli("chat", "chat", "hi", "--url", start_server(offline_settings()).url)
+    assert "[cut]" not in whole.stderr
+
+
 def test_chains_invoke_and_config_reach_the_server(start_server: ServerFactory) -> None:
     server = start_server(offline_settings())
     listed = run_cli("chains", "--url", server.url)
