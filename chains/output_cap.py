@@ -71,8 +71,15 @@ class OutputBudget:
 
 def delta_text(chunk: dict[str, Any]) -> str:
     """The generated text a provider's chunk dict carries: content, reasoning, tool arguments."""
+    choices = chunk.get("choices")
+    if type(choices) is list and len(choices) == 1 and type(choices[0]) is dict:
+        delta = choices[0].get("delta")
+        if type(delta) is dict and len(delta) == 1:  # the usual token: {"content": "..."}
+            content = delta.get("content")
+            if type(content) is str:
+                return content
     texts: list[str] = []
-    for choice in chunk.get("choices") or ():
+    for choice in choices or ():
         delta = choice.get("delta") if isinstance(choice, dict) else None
         if not isinstance(delta, dict):
             continue

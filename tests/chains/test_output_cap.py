@@ -14,7 +14,7 @@ from chains import encodings
 from chains.encodings import encoding_for_model
 from chains.models import ModelConfig, build_model
 from chains.offline import OfflineChatModel
-from chains.output_cap import OutputBudget, trimmed_chunk
+from chains.output_cap import OutputBudget, delta_text, trimmed_chunk
 from chains.streamlined_openai import StreamlinedChatOpenAI
 from chains.upstream_client import UpstreamClient
 from tests.support.mock_upstream import MockUpstream, Script
@@ -54,6 +54,20 @@ async def test_a_cut_inside_a_character_leaves_no_half_character() -> None:
     budget = OutputBudget(1, "gpt-4o-mini")
     assert encodings.encoding_for_model("gpt-4o-mini").encode_ordinary("🚀")[1:]  # 2+ tokens
     assert await budget.overdraft("🚀") == ""
+
+
+@pytest.mark.parametrize(
+    ("delta", "text"),
+    [
+        ({"content": "a"}, "a"),
+        ({"role": "assistant", "content": ""}, ""),
+        ({"reasoning_content": "think"}, "think"),
+        ({"content": "a", "tool_calls": [{"function": {"name": "f", "arguments": "{}"}}]}, "af{}"),
+        ({"content": None, "tool_calls": [{"index": 0}]}, ""),
+    ],
+)
+async def test_every_kind_of_generated_text_counts(delta: dict[str, Any], text: str) -> None:
+    assert delta_text({"choices": [{"index": 0, "delta": delta}]}) == text
 
 
 async def test_only_plain_content_is_trimmed_never_a_tool_call() -> None:
