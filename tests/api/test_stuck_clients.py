@@ -17,7 +17,10 @@ BIG = "x" * 16_000  # a few hundred of these fill every buffer between server an
 
 @pytest.fixture
 def settings(upstream: MockUpstream) -> Settings:
-    return upstream_settings(upstream, upstream_timeout=10.0, send_timeout_seconds=1.0)
+    # No output cap: these answers (16 MB) must outlast the client, not end at 4096 tokens.
+    return upstream_settings(
+        upstream, upstream_timeout=10.0, send_timeout_seconds=1.0, max_output_tokens=0
+    )
 
 
 async def _frozen_client(url: str, path: str, body: object) -> socket.socket:
