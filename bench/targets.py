@@ -172,6 +172,10 @@ def _server_env(server: Server, upstream_port: int, data_dir: Path) -> dict[str,
             "CHAINSERVE_LOG_LEVEL": "warning",
             "CHAINSERVE_DATA_DIR": str(data_dir),
             "CHAINSERVE_REDIS_URL": "",
+            # Above the longest measured stream (5,000 tokens), so no answer is cut, yet small
+            # enough that the cap's per-chunk token counting runs for most of it, as it would
+            # for a long answer under the default cap.
+            "CHAINSERVE_MAX_OUTPUT_TOKENS": "8192",
         }
     return clean_env(extra)
 
