@@ -2,6 +2,7 @@
 lines. Each is the provider's fault, typed and retryable, on every surface, never a 200 `done`."""
 
 import asyncio
+import json
 import logging
 from dataclasses import replace
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from tests.api.streaming import StreamResult, chat_input, stream
 from tests.conftest import ServerFactory, upstream_settings
 from tests.support.mock_upstream import MockUpstream, Script
+from tests.support.node import read_with_ai_sdk
 from tests.support.server import LiveServer
 from tests.support.sse import SSEParser
 
@@ -191,3 +193,44 @@ async def test_an_event_over_the_size_limit_fails_its_run_while_other_streams_fl
     assert f"{limit}-byte limit" in error["message"]
     assert small.text == "still flowing"
     assert small.events[-1].event == "end"
+
+
+async def test_a_stream_cut_short_before_any_text_is_a_502(
+    server: LiveServer, upstream: MockUpstream
+) -> None:
+    upstream.enqueue(replace(CUT_SHORT["chunked"], chunks=[]))
+    result = await stream(server.url, "chat", chat_input())
+    assert result.status == 502, result.events
+    error = result.json()["error"]
+    assert (error["code"], error["retryable"]) == ("upstream_incomplete", True)
+
+
+@pytest.mark.parametrize("script", CUT_SHORT.values(), ids=CUT_SHORT.keys())
+async def test_a_stream_cut_short_fails_a_langserve_invoke(
+    server: LiveServer, upstream: MockUpstream, script: Script
+) -> None:
+    upstream.enqueue(script)
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        body = {"input": {"messages": [{"role": "user", "content": "hi"}]}}
+        response = await client.post("/langserve/chat/invoke", json=body)
+    assert response.status_code == 502, response.text
+    assert response.json()["error"]["code"] == "upstream_incomplete"
+
+
+@pytest.mark.parametrize("raw", UNREADABLE.values(), ids=UNREADABLE.keys())
+async def test_an_unreadable_200_is_a_502_to_the_openai_sdk_and_the_ai_sdk(
+    server: LiveServer, upstream: MockUpstream, raw: bytes
+) -> None:
+    upstream.enqueue(Script(raw_body=raw, headers={"content-type": "text/html"}))
+    client = openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+    with pytest.raises(openai.APIStatusError) as caught:
+        async for _ in await client.chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "hi"}], stream=True
+        ):
+            pass
+    await client.close()
+    assert caught.value.status_code == 502
+    upstream.enqueue(Script(raw_body=raw, headers={"content-type": "text/html"}))
+    result = await asyncio.to_thread(read_with_ai_sdk, server.url, "chat", "hi")
+    assert result["status"] == 502
+    assert json.loads(result["body"])["error"]["code"] == "upstream_error"
