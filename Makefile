@@ -39,8 +39,8 @@ serve: install
 test: install lint typecheck unit
 
 lint: install
-	$(BIN)/ruff check api chains tests bench
-	$(BIN)/ruff format --check api chains tests bench
+	$(BIN)/ruff check api chains client tests bench
+	$(BIN)/ruff format --check api chains client tests bench
 
 typecheck: install
 	$(BIN)/mypy
@@ -49,8 +49,8 @@ unit: install node-deps
 	$(BIN)/python -m pytest
 
 format: install
-	$(BIN)/ruff check --fix api chains tests bench
-	$(BIN)/ruff format api chains tests bench
+	$(BIN)/ruff check --fix api chains client tests bench
+	$(BIN)/ruff format api chains client tests bench
 
 # The benchmark's extras (matplotlib, psutil), pinned by the same lock.
 $(BENCH_STAMP): $(STAMP)

@@ -11,16 +11,16 @@ import openai
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api.api_keys import ApiKeys
-from api.auth import RequireApiKey
-from api.body_guard import BodyGuard
-from api.error_handlers import install_error_handlers
-from api.gc_tuning import tune_gc_for_streaming
-from api.langserve_routes import mount_langserve, reset_loop_state
-from api.limits import LimitPerCaller
-from api.metrics import Metrics
-from api.request_log import RequestLog
-from api.request_metrics import CountRequests
+from api.access.api_keys import ApiKeys
+from api.access.auth import RequireApiKey
+from api.access.body_guard import BodyGuard
+from api.access.limits import LimitPerCaller
+from api.access.stream_tokens import StreamTokens
+from api.errors.handlers import install_error_handlers
+from api.observability.gc_tuning import tune_gc_for_streaming
+from api.observability.metrics import Metrics
+from api.observability.request_log import RequestLog
+from api.observability.request_metrics import CountRequests
 from api.routes import auth as auth_routes
 from api.routes import chains as chain_routes
 from api.routes import collection_sharing, health
@@ -30,23 +30,23 @@ from api.routes import openai as openai_routes
 from api.routes import runs as run_routes
 from api.routes import threads as thread_routes
 from api.routes import ui as ui_routes
+from api.routes.langserve import mount_langserve, reset_loop_state
 from api.routes.page import mount_page
-from api.run_manager import RunManager
-from api.send_watch import CutOffStuckClients
+from api.runs.manager import RunManager
+from api.runs.send_watch import CutOffStuckClients
+from api.runs.shutdown import Drain
 from api.settings import Settings
-from api.shutdown import Drain
 from api.stores import (
     build_chunk_store,
     build_limit_counts,
     build_run_log,
     build_thread_store,
 )
-from api.stream_tokens import StreamTokens
 from api.version import VERSION
 from chains import build_registry, describe_model
+from chains.models.upstream_client import UpstreamClient
 from chains.retrieval.embeddings import build_embeddings
 from chains.retrieval.retrievers import Retrieval
-from chains.upstream_client import UpstreamClient
 
 logger = logging.getLogger("chainserve")
 
@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     upstream = openai.DefaultAsyncHttpxClient(
         limits=httpx2.Limits(max_connections=None, max_keepalive_connections=64)
     )
-    # The lean client for streamed completions (chains/upstream_client.py); requests it can't
+    # The lean client for streamed completions (chains/models/upstream_client.py); requests it can't
     # send exactly as the SDK would (proxies, token providers) still use the pool above.
     lean = (
         UpstreamClient(ssl_context_factory=httpx2.create_ssl_context)

@@ -15,14 +15,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from api.terminal import DEFAULT_URL
+from client.http_client import DEFAULT_URL
 
 
 def log_config(level: str, fmt: str = "text") -> dict[str, Any]:
     """Uvicorn's logging set-up, plus our `chainserve.*` loggers on the same handler, the
     request id on every line, and credentials redacted from every line, whichever logger wrote
-    it (api/log_redaction.py). In `json` format every line is a JSON object and chainserve's
-    own request line replaces uvicorn's."""
+    it (api/observability/log_redaction.py). In `json` format every line is a JSON object and
+    chainserve's own request line replaces uvicorn's."""
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
@@ -33,8 +33,8 @@ def log_config(level: str, fmt: str = "text") -> dict[str, Any]:
     }
     config.setdefault("filters", {}).update(
         {
-            "redact_tokens": {"()": "api.log_redaction.RedactStreamTokens"},
-            "request_id": {"()": "api.request_log.WithRequestId"},
+            "redact_tokens": {"()": "api.observability.log_redaction.RedactStreamTokens"},
+            "request_id": {"()": "api.observability.request_log.WithRequestId"},
         }
     )
     config["handlers"]["default"]["filters"] = ["redact_tokens", "request_id"]
@@ -42,7 +42,7 @@ def log_config(level: str, fmt: str = "text") -> dict[str, Any]:
     if fmt == "json":
         for formatter in config["formatters"].values():
             formatter.clear()
-            formatter["()"] = "api.json_logs.JsonFormatter"
+            formatter["()"] = "api.observability.json_logs.JsonFormatter"
         config["loggers"]["uvicorn.access"]["level"] = "WARNING"
     else:
         config["loggers"]["chainserve.requests"] = {"level": "WARNING"}  # uvicorn's access log
@@ -51,11 +51,12 @@ def log_config(level: str, fmt: str = "text") -> dict[str, Any]:
 
 @contextmanager
 def shared_metrics_dir(workers: int) -> Iterator[str | None]:
-    """With several workers, a directory where they all keep their metrics (api/metrics.py).
+    """With several workers, a directory where they all keep their metrics
+    (api/observability/metrics.py).
 
     One the operator names in PROMETHEUS_MULTIPROC_DIR is emptied of old values first, as
     prometheus_client requires; otherwise a fresh one is made and removed on exit."""
-    from api.metrics import MULTIPROC_ENV
+    from api.observability.metrics import MULTIPROC_ENV
 
     chosen = os.environ.get(MULTIPROC_ENV)
     if chosen:  # with one worker too: a restarted process may reuse an old file's pid
@@ -132,7 +133,7 @@ def message_words(positional: list[str], extra: list[str]) -> tuple[str | None, 
 
 def _client_command(args: argparse.Namespace) -> int:
     try:
-        from api.terminal_commands import run_command  # rich: loaded only for a client
+        from client.commands import run_command  # rich: loaded only for a client
 
         return run_command(args)
     except KeyboardInterrupt:
@@ -164,7 +165,7 @@ def _serve(args: argparse.Namespace) -> None:
             workers=None if args.reload else args.workers,
             log_level=settings.log_level,
             log_config=log_config(settings.log_level, settings.log_format),
-            # Longer than our grace period: streams end themselves first (api/shutdown.py).
+            # Longer than our grace period: streams end themselves first (api/runs/shutdown.py).
             timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds) + 5,
         )
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request
 
-from api.run_manager import RunManager
+from api.runs.manager import RunManager
 from api.settings import Settings
 from chains import ModelInfo, RegisteredChain
 from chains.history import ThreadStore

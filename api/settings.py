@@ -9,7 +9,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from chains import ModelConfig
-from chains.upstream_client import UpstreamClient
+from chains.models.upstream_client import UpstreamClient
 
 _ORIGIN = re.compile(r"^https?://[^/\s?#]+$")
 

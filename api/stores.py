@@ -1,8 +1,8 @@
 """Choose the durable stores from Settings: embedded by default, Redis when configured."""
 
-from api.limit_counts import LocalRequestRate, LocalStreamSlots, RequestRate, StreamSlots
-from api.run_log import RunLog
-from api.run_log_memory import MemoryRunLog
+from api.access.limit_counts import LocalRequestRate, LocalStreamSlots, RequestRate, StreamSlots
+from api.runs.log import RunLog
+from api.runs.log_memory import MemoryRunLog
 from api.settings import Settings
 from chains.history import ThreadStore
 from chains.history.sqlite import SQLiteThreadStore
@@ -24,7 +24,7 @@ def build_run_log(settings: Settings) -> RunLog:
     """Runs are logged in-process unless `CHAINSERVE_REDIS_URL` is set (then any worker can
     join or cancel any run)."""
     if settings.redis_url is not None:
-        from api.run_log_redis import RedisRunLog
+        from api.runs.log_redis import RedisRunLog
 
         return RedisRunLog(
             settings.redis_url.get_secret_value(),
@@ -45,7 +45,7 @@ def build_limit_counts(settings: Settings) -> tuple[RequestRate | None, StreamSl
             LocalRequestRate(per_minute) if per_minute else None,
             LocalStreamSlots(per_caller) if per_caller else None,
         )
-    from api.limit_counts_redis import RedisRequestRate, RedisStreamSlots
+    from api.access.limit_counts_redis import RedisRequestRate, RedisStreamSlots
     from chains.redis_connect import redis_client
 
     url, timeout = settings.redis_url.get_secret_value(), settings.store_timeout_seconds

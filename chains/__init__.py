@@ -1,6 +1,6 @@
 """LangChain chains served by chainserve; framework-free so they can be reused outside HTTP."""
 
-from chains.models import ModelConfig, ModelInfo, build_model, describe_model
+from chains.models.factory import ModelConfig, ModelInfo, build_model, describe_model
 from chains.registry import ChainSpec, RegisteredChain, build_registry
 
 __all__ = [

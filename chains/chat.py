@@ -10,10 +10,10 @@ from pydantic import BaseModel
 
 from chains.history.wrap import HISTORY_KEY
 from chains.messages import ChatMessages
-from chains.models import ModelConfig, build_model
+from chains.models.factory import ModelConfig, build_model
+from chains.models.streaming import PromptModelText
 from chains.prompts import literal_instruction, prompt_variants
 from chains.registry import ChainSpec
-from chains.streaming import PromptModelText
 
 INSTRUCTIONS = {
     "default": "You are a helpful assistant. Answer clearly and accurately.",

@@ -8,10 +8,10 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable
 from pydantic import BaseModel, Field
 
-from chains.models import ModelConfig, build_model
+from chains.models.factory import ModelConfig, build_model
+from chains.models.streaming import PromptModelText
 from chains.prompts import literal_instruction, prompt_variants
 from chains.registry import ChainSpec
-from chains.streaming import PromptModelText
 
 INSTRUCTIONS = {
     "default": "You explain technical topics to software developers, with one short example.",

@@ -22,11 +22,11 @@ from langchain_core.runnables import (
 )
 from pydantic import BaseModel, Field
 
-from chains.models import ModelConfig, build_model
+from chains.models.factory import ModelConfig, build_model
+from chains.models.streaming import PromptModelText
 from chains.prompts import literal_instruction, prompt_variants
 from chains.registry import ChainSpec
 from chains.retrieval.retrievers import Retrieval, build_retriever
-from chains.streaming import PromptModelText
 
 SOURCES_EVENT = "sources"
 SNIPPET_CHARS = 240

@@ -12,7 +12,7 @@ from langchain_core.runnables import ConfigurableFieldSpec, Runnable
 from pydantic import BaseModel
 
 from chains.history import ThreadStore, with_thread_history
-from chains.models import ModelConfig
+from chains.models.factory import ModelConfig
 
 QueryMapper = Callable[[Mapping[str, str]], dict[str, Any]]
 MessagesMapper = Callable[[list[BaseMessage]], dict[str, Any]]

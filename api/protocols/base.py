@@ -2,7 +2,7 @@
 
 from typing import Any, Protocol
 
-from api.run_log import RunEvent
+from api.runs.log import RunEvent
 
 KEEPALIVE = b": keepalive\n\n"
 """An SSE comment: every SSE parser (browsers, the OpenAI SDK, the AI SDK) skips it."""

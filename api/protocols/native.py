@@ -4,7 +4,7 @@ from typing import Any
 
 from fastapi.sse import format_sse_event
 
-from api.run_log import RunEvent
+from api.runs.log import RunEvent
 
 
 class NativeProtocol:

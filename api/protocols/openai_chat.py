@@ -5,8 +5,8 @@ from typing import Any
 
 from fastapi.sse import format_sse_event
 
-from api.encoding import to_json
-from api.run_log import RunEvent
+from api.runs.encoding import to_json
+from api.runs.log import RunEvent
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error"}
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from fastapi.sse import format_sse_event
 
-from api.encoding import to_json
-from api.run_log import RunEvent
+from api.runs.encoding import to_json
+from api.runs.log import RunEvent
 
 HEADERS = {"x-vercel-ai-ui-message-stream": "v1"}
 _FINISH = {

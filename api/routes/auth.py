@@ -5,10 +5,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
+from api.access.stream_tokens import StreamTokens
 from api.deps import ChainsDep
-from api.error_responses import REFUSALS, error_responses
+from api.errors.responses import REFUSALS, error_responses
 from api.request_state import KEY_ID
-from api.stream_tokens import StreamTokens
 
 router = APIRouter(prefix="/auth", tags=["auth"], responses=error_responses(*REFUSALS))
 

@@ -7,16 +7,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import PydanticUserError
 
+from api.access.input_limit import RESPONSES as INPUT_LIMIT_RESPONSES
+from api.access.input_limit import check_run_input
+from api.access.ownership import CallerDep
 from api.deps import ChainDep, ChainsDep, ModelInfoDep, RunsDep, SettingsDep, ThreadsDep
-from api.encoding import to_jsonable
-from api.error_responses import REFUSALS, RUN_FAILURES, error_responses
-from api.event_stream import RunEventStream
-from api.input_limit import RESPONSES as INPUT_LIMIT_RESPONSES
-from api.input_limit import check_run_input
-from api.ownership import CallerDep
-from api.run_calls import Failed, invoke, start_stream
-from api.run_config import value_adapter
-from api.run_request import (
+from api.errors.responses import REFUSALS, RUN_FAILURES, error_responses
+from api.runs.calls import Failed, invoke, start_stream
+from api.runs.config import value_adapter
+from api.runs.encoding import to_jsonable
+from api.runs.event_stream import RunEventStream
+from api.runs.request import (
     OnDisconnect,
     RunRequest,
     check_thread,

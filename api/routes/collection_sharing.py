@@ -2,11 +2,11 @@
 
 from fastapi import APIRouter
 
-from api.collection_access import OwnerParam, missing_collection, target_owner
+from api.access.collection_access import OwnerParam, missing_collection, target_owner
+from api.access.ownership import Caller, CallerDep
 from api.deps import RetrievalDep
-from api.error_responses import REFUSALS, error_responses
-from api.errors import RequestError
-from api.ownership import Caller, CallerDep
+from api.errors.responses import REFUSALS, error_responses
+from api.errors.typed import RequestError
 from api.routes.collections import CollectionName, CollectionOut, collection_out
 from chains.retrieval.types import PublishedNameTakenError
 

@@ -1,6 +1,6 @@
 """Document collections for retrieval: ingest (JSON or file upload), list, inspect, delete.
 
-Collections are per key (`api/collection_access.py` says whose a request means)."""
+Collections are per key (`api/access/collection_access.py` says whose a request means)."""
 
 import asyncio
 import json
@@ -12,16 +12,16 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
 
-from api.collection_access import (
+from api.access.collection_access import (
     OwnerParam,
     readable_collection,
     refuse_missing_write,
     target_owner,
 )
+from api.access.ownership import CallerDep
 from api.deps import RetrievalDep
-from api.error_responses import REFUSALS, error_responses
-from api.errors import RequestError
-from api.ownership import CallerDep
+from api.errors.responses import REFUSALS, error_responses
+from api.errors.typed import RequestError
 from chains.retrieval.ingest import IngestedDocument, IngestError, ingest_text, ingest_upload
 from chains.retrieval.retrievers import COLLECTION_PATTERN
 from chains.retrieval.types import CollectionInfo, EmbedderMismatchError

@@ -5,8 +5,8 @@ from typing import Any
 from fastapi import APIRouter
 
 from api.deps import ChainsDep, ModelInfoDep, SettingsDep
-from api.error_responses import error_responses
-from api.store_health import store_states
+from api.errors.responses import error_responses
+from api.observability.store_health import store_states
 from api.version import VERSION
 
 # No API key or limit applies here; the body guard does (any request may carry a body).

@@ -3,7 +3,7 @@
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from api.metrics import Metrics
+from api.observability.metrics import Metrics
 
 router = APIRouter(tags=["metrics"])
 

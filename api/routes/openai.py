@@ -7,15 +7,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.access.input_limit import OPENAI_RESPONSES as INPUT_LIMIT_RESPONSES
+from api.access.input_limit import check_run_input
+from api.access.ownership import CallerDep
 from api.deps import ChainsDep, ModelInfoDep, RunsDep, SettingsDep, ThreadsDep
-from api.error_responses import REFUSALS, RUN_FAILURES, error_responses
-from api.input_limit import OPENAI_RESPONSES as INPUT_LIMIT_RESPONSES
-from api.input_limit import check_run_input
-from api.openai_errors import OpenAIRequestError
-from api.ownership import CallerDep
+from api.errors.openai_shape import OpenAIRequestError
+from api.errors.responses import REFUSALS, RUN_FAILURES, error_responses
 from api.protocols.openai_chat import OpenAIChatProtocol, openai_error, openai_usage, text_of
-from api.run_calls import Failed, invoke, start_stream
-from api.run_request import OnDisconnect, check_thread, prepare_run, with_thread
+from api.runs.calls import Failed, invoke, start_stream
+from api.runs.request import OnDisconnect, check_thread, prepare_run, with_thread
 from chains import RegisteredChain
 from chains.messages import coerce_message
 from chains.registry import input_from_messages

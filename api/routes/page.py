@@ -8,7 +8,7 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from api.page_paths import ASSETS, PAGE
+from api.routes.page_paths import ASSETS, PAGE
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 

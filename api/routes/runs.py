@@ -5,14 +5,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Response
 from fastapi.responses import JSONResponse
 
+from api.access.ownership import Caller, CallerDep
 from api.deps import RunsDep, SettingsDep
-from api.error_responses import REFUSALS, error_responses
-from api.errors import ChainError
-from api.event_stream import RunEventStream
-from api.ownership import Caller, CallerDep
+from api.errors.responses import REFUSALS, error_responses
+from api.errors.typed import ChainError
 from api.routes.chains import SSE_RESPONSE
-from api.run_log import RunGone, RunRecord
-from api.run_manager import CANCEL_WAIT_SECONDS, RunManager
+from api.runs.event_stream import RunEventStream
+from api.runs.log import RunGone, RunRecord
+from api.runs.manager import CANCEL_WAIT_SECONDS, RunManager
 
 router = APIRouter(prefix="/runs", tags=["runs"], responses=error_responses(*REFUSALS))
 

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Body, HTTPException, Path, Query, Response
 from langchain_core.messages import BaseMessage
 from pydantic import BaseModel, Field
 
+from api.access.ownership import Caller, CallerDep
 from api.deps import ThreadsDep
-from api.encoding import to_jsonable
-from api.error_responses import REFUSALS, error_responses
-from api.ownership import Caller, CallerDep
+from api.errors.responses import REFUSALS, error_responses
+from api.runs.encoding import to_jsonable
 from chains.history import ThreadInfo, ThreadStore
 
 router = APIRouter(prefix="/threads", tags=["threads"], responses=error_responses(*REFUSALS))

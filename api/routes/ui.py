@@ -7,15 +7,15 @@ from fastapi.exceptions import RequestValidationError
 from langchain_core.messages import BaseMessage
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.access.input_limit import check_run_input
+from api.access.ownership import CallerDep
 from api.deps import ChainDep, ModelInfoDep, RunsDep, SettingsDep, ThreadsDep
-from api.error_responses import REFUSALS, error_responses
-from api.event_stream import RunEventStream
-from api.input_limit import check_run_input
-from api.ownership import CallerDep
+from api.errors.responses import REFUSALS, error_responses
 from api.protocols.ui_message import UIMessageProtocol
 from api.routes.chains import STREAM_RESPONSES
-from api.run_calls import start_stream
-from api.run_request import OnDisconnect, check_thread, prepare_run, with_thread
+from api.runs.calls import start_stream
+from api.runs.event_stream import RunEventStream
+from api.runs.request import OnDisconnect, check_thread, prepare_run, with_thread
 from chains.messages import coerce_message
 from chains.registry import input_from_messages
 

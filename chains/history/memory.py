@@ -18,8 +18,8 @@ from langchain_core.runnables.utils import ConfigurableFieldSpec, get_unique_con
 from pydantic import ConfigDict
 
 from chains.messages import coerce_message
-from chains.models import MODEL_KEY
-from chains.streaming import traced_stream
+from chains.models.factory import MODEL_KEY
+from chains.models.streaming import traced_stream
 
 THREAD_KEY = "thread_id"
 HISTORY_KEY = "history"

@@ -9,7 +9,7 @@ from langchain_core.runnables import Runnable
 
 from chains.history.memory import HISTORY_KEY, THREAD_KEY, ThreadMemory
 from chains.history.store import ThreadHistory, ThreadStore
-from chains.token_count import count_message_tokens
+from chains.tokens.count import count_message_tokens
 
 __all__ = ["HISTORY_KEY", "THREAD_KEY", "trim_history", "with_thread_history"]
 
@@ -18,7 +18,7 @@ def trim_history(token_budget: int, history: list[BaseMessage], model: str) -> l
     """Keep the most recent turns that fit the budget, starting on a user message (and a
     leading system message, if the thread has one).
 
-    Counted with `model`'s tokenizer, as the input limit counts (chains/token_count.py), so a
+    Counted with `model`'s tokenizer, as the input limit counts (chains/tokens/count.py), so a
     server's input limit can reserve the budget for history and be sure it holds: a count by
     characters undercounts scripts with many tokens per character, by 16 times for some.
     Walks back from the newest message and stops at the budget, so a long thread costs no

@@ -132,7 +132,7 @@ class ProviderEmbeddings(Embeddings):
         """For the error's request (the SDK's default host when no base URL is set)."""
 
     def _unreadable(self, exc: Exception) -> Exception:
-        from chains.upstream_sse import UpstreamUnreadableError
+        from chains.models.upstream_sse import UpstreamUnreadableError
 
         message = f"The embeddings provider's response is not readable ({type(exc).__name__})."
         return UpstreamUnreadableError(message, httpx2.Request("POST", self.url))

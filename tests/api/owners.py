@@ -5,7 +5,7 @@ from typing import Any
 
 import httpx
 
-from api.api_keys import key_id
+from api.access.api_keys import key_id
 from api.settings import Settings
 from tests.conftest import offline_settings
 

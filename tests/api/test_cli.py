@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from api.cli import log_config
-from api.log_redaction import RedactStreamTokens
+from api.observability.log_redaction import RedactStreamTokens
 from tests.support.process import ROOT, ServerProcess
 
 
@@ -48,7 +48,10 @@ def test_help_lists_the_serve_options() -> None:
 def test_the_access_log_never_shows_a_stream_token() -> None:
     config = log_config("info")
     assert "redact_tokens" in config["handlers"]["access"]["filters"]
-    assert config["filters"]["redact_tokens"]["()"] == "api.log_redaction.RedactStreamTokens"
+    assert (
+        config["filters"]["redact_tokens"]["()"]
+        == "api.observability.log_redaction.RedactStreamTokens"
+    )
     record = logging.LogRecord(
         "uvicorn.access",
         logging.INFO,

@@ -3,7 +3,7 @@
 import httpx
 import pytest
 
-from tests.chains.test_ingest import make_pdf
+from tests.chains.retrieval.test_ingest import make_pdf
 from tests.conftest import ServerFactory, offline_settings, upstream_settings
 from tests.support.mock_upstream import MockUpstream
 

@@ -1,5 +1,5 @@
 // Streamed Markdown split into finished blocks and the tail still being written (the rule of
-// api/markdown_blocks.py, which the terminal client uses): a block is finished once a blank
+// client/markdown_blocks.py, which the terminal client uses): a block is finished once a blank
 // line outside a code fence is followed by an unindented line. The page renders each finished
 // block once and re-renders only the tail, so a frame costs the tail, not the whole answer.
 

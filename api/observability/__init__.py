@@ -1,0 +1,1 @@
+"""What operators see: metrics, request logs, log redaction, store health, GC tuning."""

@@ -1,0 +1,1 @@
+"""Token counting with tiktoken encodings built from package data, never downloaded."""

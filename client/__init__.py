@@ -1,0 +1,1 @@
+"""The terminal client behind `chainserve chains|invoke|chat`: it talks HTTP only."""
