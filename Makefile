@@ -39,8 +39,8 @@ serve: install
 test: install lint typecheck unit
 
 lint: install
-	$(BIN)/ruff check api chains client tests bench
-	$(BIN)/ruff format --check api chains client tests bench
+	$(BIN)/ruff check chainserve tests bench
+	$(BIN)/ruff format --check chainserve tests bench
 
 typecheck: install
 	$(BIN)/mypy
@@ -49,8 +49,8 @@ unit: install node-deps
 	$(BIN)/python -m pytest
 
 format: install
-	$(BIN)/ruff check --fix api chains client tests bench
-	$(BIN)/ruff format api chains client tests bench
+	$(BIN)/ruff check --fix chainserve tests bench
+	$(BIN)/ruff format chainserve tests bench
 
 # The benchmark's extras (matplotlib, psutil), pinned by the same lock.
 $(BENCH_STAMP): $(STAMP)
@@ -73,11 +73,11 @@ lock: install
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info $(NODE_DIR)/node_modules
 
-# The developer page's browser libraries, committed in api/static/vendor (no CDN, no build step).
+# The developer page's browser libraries, committed in chainserve/api/static/vendor (no CDN, no build step).
 # Bump a version here, run this, and look at the page (README: "The developer page").
 WEB_VENDOR := marked@18.2.1 dompurify@3.5.0 @highlightjs/cdn-assets@11.12.0
 web-vendor:
-	@tmp=$$(mktemp -d) && out=$(CURDIR)/api/static/vendor && cd $$tmp \
+	@tmp=$$(mktemp -d) && out=$(CURDIR)/chainserve/api/static/vendor && cd $$tmp \
 	  && npm pack --silent $(WEB_VENDOR) >/dev/null \
 	  && for f in *.tgz; do mkdir "$${f%.tgz}" && tar xzf "$$f" -C "$${f%.tgz}"; done \
 	  && sed '/sourceMappingURL/d' marked-*/package/lib/marked.esm.js > $$out/marked.js \

@@ -74,7 +74,7 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(terse=True),
         "python": platform.python_version(),
         "commit": _git("rev-parse", "--short", "HEAD"),
-        "dirty": bool(_git("status", "--porcelain", "--", "api", "chains")),
+        "dirty": bool(_git("status", "--porcelain", "--", "chainserve")),
         "versions": versions,
     }
 

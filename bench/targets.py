@@ -66,7 +66,7 @@ def _uvicorn(factory: str) -> Callable[[int], list[str]]:
 
 def _chainserve(port: int) -> list[str]:
     # `chainserve serve` has no --loop/--http; uvicorn's "auto" picks uvloop and httptools.
-    return [sys.executable, "-m", "api", "serve", "--host", HOST, "--port", str(port)]
+    return [sys.executable, "-m", "chainserve", "serve", "--host", HOST, "--port", str(port)]
 
 
 @dataclass(frozen=True)

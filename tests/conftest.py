@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from api.settings import Settings
+from chainserve.api.settings import Settings
 from tests.support.mock_upstream import MockUpstream
 from tests.support.postgres_server import PostgresServer
 from tests.support.redis_server import RedisServer
@@ -73,8 +73,8 @@ def start_server() -> Iterator[ServerFactory]:
     """Start live servers with the given settings; all are stopped when the test ends."""
     with ExitStack() as stack:
 
-        def start(settings: Settings) -> LiveServer:
-            return stack.enter_context(LiveServer(settings))
+        def start(settings: Settings, chains: object = None) -> LiveServer:
+            return stack.enter_context(LiveServer(settings, chains))
 
         yield start
 

@@ -5,8 +5,8 @@ from typing import Any
 
 import httpx
 
-from api.access.api_keys import key_id
-from api.settings import Settings
+from chainserve.api.access.api_keys import key_id
+from chainserve.api.settings import Settings
 from tests.conftest import offline_settings
 
 ALICE, BOB, ADMIN = (

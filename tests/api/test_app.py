@@ -3,7 +3,7 @@
 import httpx
 import pytest
 
-from api.app import create_app
+from chainserve.api.app import create_app
 from tests.conftest import offline_settings
 from tests.support.server import LiveServer
 

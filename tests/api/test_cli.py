@@ -9,8 +9,8 @@ from pathlib import Path
 
 import httpx
 
-from api.cli import log_config
-from api.observability.log_redaction import RedactStreamTokens
+from chainserve.api.observability.log_redaction import RedactStreamTokens
+from chainserve.api.serve import log_config
 from tests.support.process import ROOT, ServerProcess
 
 
@@ -35,7 +35,7 @@ def test_serve_command_runs_the_app_factory_on_the_offline_model(tmp_path: Path)
 
 def test_help_lists_the_serve_options() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "api", "serve", "--help"],
+        [sys.executable, "-m", "chainserve", "serve", "--help"],
         capture_output=True,
         text=True,
         check=True,
@@ -50,7 +50,7 @@ def test_the_access_log_never_shows_a_stream_token() -> None:
     assert "redact_tokens" in config["handlers"]["access"]["filters"]
     assert (
         config["filters"]["redact_tokens"]["()"]
-        == "api.observability.log_redaction.RedactStreamTokens"
+        == "chainserve.api.observability.log_redaction.RedactStreamTokens"
     )
     record = logging.LogRecord(
         "uvicorn.access",

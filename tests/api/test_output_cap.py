@@ -7,7 +7,7 @@ import httpx
 import openai
 import pytest
 
-from chains.tokens.encodings import encoding_for_model
+from chainserve.chains.tokens.encodings import encoding_for_model
 from tests.api.streaming import chat_input, stream
 from tests.conftest import ServerFactory, offline_settings, upstream_settings
 from tests.support.mock_upstream import MockUpstream, Script

@@ -4,7 +4,7 @@ import re
 
 import httpx
 
-from api.routes.page import STATIC_DIR
+from chainserve.api.routes.page import STATIC_DIR
 from tests.conftest import ServerFactory, offline_settings
 
 KEY = "sk-page-files-0123456789"

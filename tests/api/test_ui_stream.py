@@ -5,8 +5,8 @@ from pathlib import Path
 
 import httpx
 
-from api.protocols.ui_message import UIMessageProtocol
-from api.runs.log import RunEvent
+from chainserve.api.protocols.ui_message import UIMessageProtocol
+from chainserve.api.runs.log import RunEvent
 from tests.conftest import ServerFactory, offline_settings
 from tests.support.mock_upstream import MockUpstream, Script
 from tests.support.node import read_with_ai_sdk

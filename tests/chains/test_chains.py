@@ -8,10 +8,10 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.tracers.context import collect_runs
 from pydantic import Field
 
-from chains import ModelConfig, build_registry
-from chains.chat import compose_chat
-from chains.explain import compose_explain
-from chains.registry import discover_specs
+from chainserve.chains import ModelConfig, build_registry
+from chainserve.chains.chat import compose_chat
+from chainserve.chains.explain import compose_explain
+from chainserve.chains.registry import discover_specs
 
 
 class RecordingFake(GenericFakeChatModel):

@@ -4,8 +4,8 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from pydantic import ValidationError
 
-from chains.chat import ChatInput
-from chains.messages import coerce_message
+from chainserve.chains.chat import ChatInput
+from chainserve.chains.messages import coerce_message
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 import pytest
 
-from client.markdown_blocks import MarkdownBlocks
+from chainserve.client.markdown_blocks import MarkdownBlocks
 
 ANSWER = (
     "# Title\n\nPara one\ncont.\n\n```python\nx = 1\n\ny = 2\n```\n\n"

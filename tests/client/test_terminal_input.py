@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.cli import _parser, message_words
-from client.arguments import parse_config
-from client.chat import stats_line
-from client.http_client import Client, ClientError, Event
+from chainserve.api.cli import _parser, message_words
+from chainserve.client.arguments import parse_config
+from chainserve.client.chat import stats_line
+from chainserve.client.http_client import Client, ClientError, Event
 from tests.conftest import ServerFactory, offline_settings, upstream_settings
 from tests.support.mock_upstream import MockUpstream, Script
 from tests.support.process import ROOT
@@ -141,7 +141,7 @@ def test_client_commands_ignore_the_servers_settings(
     server = start_server(offline_settings())
     (tmp_path / ".env").write_text("CHAINSERVE_REQUESTS_PER_MINUTE=lots\n")
     code = (
-        "import sys\nfrom api.cli import main\ntry:\n    main(sys.argv[1:])\n"
+        "import sys\nfrom chainserve.api.cli import main\ntry:\n    main(sys.argv[1:])\n"
         "except SystemExit as exit:\n    assert exit.code == 0, exit.code\n"
         "print('langchain loaded' if 'langchain_core' in sys.modules else 'no langchain')"
     )
@@ -165,7 +165,7 @@ def test_ctrl_c_during_invoke_cancels_the_run_without_a_traceback(
     upstream.default_script = Script(chunks=["a", "b", "c"], hold_after=1)
     server = start_server(upstream_settings(upstream))
     process = subprocess.Popen(
-        [sys.executable, "-m", "api", "invoke", "chat", "--url", server.url,
+        [sys.executable, "-m", "chainserve", "invoke", "chat", "--url", server.url,
          "--input", '{"messages": [{"role": "user", "content": "hi"}]}'],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, cwd=ROOT,

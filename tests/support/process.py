@@ -41,7 +41,7 @@ class ServerProcess:
         command = [
             sys.executable,
             "-m",
-            "api",
+            "chainserve",
             "serve",
             "--host",
             "127.0.0.1",

@@ -7,15 +7,15 @@ from types import TracebackType
 
 import uvicorn
 
-from api.app import create_app
-from api.settings import Settings
+from chainserve.api.app import create_app
+from chainserve.api.settings import Settings
 
 
 class LiveServer:
     """`with LiveServer(settings) as server:` serves `create_app(settings)` at `server.url`."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.app = create_app(settings)
+    def __init__(self, settings: Settings, chains: object = None) -> None:
+        self.app = create_app(settings, chains=chains)
         config = uvicorn.Config(
             self.app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", loop="asyncio"
         )

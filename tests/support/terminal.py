@@ -24,7 +24,7 @@ def run_cli(
     *args: str, stdin: str = "", env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "api", *args],
+        [sys.executable, "-m", "chainserve", *args],
         input=stdin,
         capture_output=True,
         text=True,
@@ -54,7 +54,7 @@ class TerminalCli:
         unset = ("OPENAI_", "CHAINSERVE_", "NO_COLOR", "FORCE_COLOR", "TTY_", "COLUMNS", "LINES")
         clean = {k: v for k, v in os.environ.items() if not k.startswith(unset)}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "api", *args],
+            [sys.executable, "-m", "chainserve", *args],
             stdin=slave,
             stdout=slave if stdout is None else stdout,
             stderr=slave,

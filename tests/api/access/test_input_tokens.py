@@ -7,8 +7,8 @@ import httpx
 import openai
 import pytest
 
-from chains.messages import coerce_message
-from chains.tokens.count import count_input_tokens
+from chainserve.chains.messages import coerce_message
+from chainserve.chains.tokens.count import count_input_tokens
 from tests.conftest import ServerFactory, upstream_settings
 from tests.support.mock_upstream import MockUpstream, Script
 from tests.support.server import LiveServer

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.access.json_scan import MAX_INT_DIGITS, has_lone_surrogate, json_problem
+from chainserve.api.access.json_scan import MAX_INT_DIGITS, has_lone_surrogate, json_problem
 
 
 def _encodable(body: bytes) -> bool:

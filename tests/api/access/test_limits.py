@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from api.access.limit_counts import LocalRequestRate, LocalStreamSlots
-from api.settings import Settings
+from chainserve.api.access.limit_counts import LocalRequestRate, LocalStreamSlots
+from chainserve.api.settings import Settings
 from tests.api.streaming import chat_input
 from tests.conftest import ServerFactory, offline_settings, upstream_settings
 from tests.support.mock_upstream import MockUpstream, Script
@@ -182,8 +182,8 @@ async def test_slots_count_per_caller_and_free_on_release() -> None:
 def test_every_way_of_asking_for_a_stream_takes_a_slot(
     method: str, path: str, body: bytes | None, counted: bool
 ) -> None:
-    from api.access.body_guard import BODY
-    from api.access.limits import is_stream
+    from chainserve.api.access.body_guard import BODY
+    from chainserve.api.access.limits import is_stream
 
     scope = {"type": "http", "method": method, "path": path, BODY: body}
     assert is_stream(scope) is counted

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from api.access.limit_counts_redis import RedisRequestRate, RedisStreamSlots
+from chainserve.api.access.limit_counts_redis import RedisRequestRate, RedisStreamSlots
 from tests.api.streaming import chat_input
 from tests.conftest import ServerFactory, offline_settings, upstream_settings
 from tests.support.mock_upstream import MockUpstream, Script

@@ -2,8 +2,8 @@
 
 import pytest
 
-from api.access.api_keys import ApiKeys, key_id
-from api.access.stream_tokens import StreamTokens
+from chainserve.api.access.api_keys import ApiKeys, key_id
+from chainserve.api.access.stream_tokens import StreamTokens
 
 KEY, OTHER_KEY = "sk-chainserve-first-0123456789", "sk-chainserve-second-9876543210"
 

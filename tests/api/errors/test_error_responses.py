@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from api.app import create_app
+from chainserve.api.app import create_app
 from tests.conftest import offline_settings
 
 SSE = "text/event-stream"

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from api.settings import Settings
+from chainserve.api.settings import Settings
 from tests.api.streaming import chat_input, stream
 from tests.conftest import ServerFactory
 from tests.support.mock_upstream import MockUpstream, Script

@@ -2,7 +2,7 @@
 
 import pytest
 
-from api.settings import Settings
+from chainserve.api.settings import Settings
 from tests.api.streaming import chat_input, stream
 from tests.conftest import ServerFactory, offline_settings, upstream_settings
 from tests.support.mock_upstream import MockUpstream, Script

@@ -6,16 +6,16 @@ import sys
 import pytest
 from fastapi.testclient import TestClient
 
-import api.app
-from api.app import create_app
-from api.observability.gc_tuning import STREAMING_THRESHOLDS
+import chainserve.api.app
+from chainserve.api.app import create_app
+from chainserve.api.observability.gc_tuning import STREAMING_THRESHOLDS
 from tests.conftest import offline_settings
 
 
 def test_tuning_freezes_startup_objects_and_raises_the_thresholds() -> None:
     # In a child process: the collector's settings are process-wide.
     code = (
-        "import gc; from api.observability.gc_tuning import tune_gc_for_streaming; "
+        "import gc; from chainserve.api.observability.gc_tuning import tune_gc_for_streaming; "
         "tune_gc_for_streaming(); print(gc.get_threshold(), gc.get_freeze_count() > 0)"
     )
     out = subprocess.run(
@@ -29,7 +29,7 @@ def test_the_app_tunes_the_collector_at_startup_unless_told_not_to(
     monkeypatch: pytest.MonkeyPatch, enabled: bool
 ) -> None:
     calls: list[bool] = []
-    monkeypatch.setattr(api.app, "tune_gc_for_streaming", lambda: calls.append(True))
+    monkeypatch.setattr(chainserve.api.app, "tune_gc_for_streaming", lambda: calls.append(True))
     with TestClient(create_app(offline_settings(gc_tuning=enabled))):
         pass
     assert calls == ([True] if enabled else [])

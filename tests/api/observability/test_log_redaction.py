@@ -5,7 +5,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.observability.log_redaction import redact
+from chainserve.api.observability.log_redaction import redact
 from tests.support.process import ServerProcess
 
 KEY = "sk-redaction-test-key-0001"

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.access.api_keys import key_id
+from chainserve.api.access.api_keys import key_id
 from tests.api.streaming import chat_input
 from tests.conftest import ServerFactory, offline_settings, upstream_settings
 from tests.support.mock_upstream import MockUpstream, Script

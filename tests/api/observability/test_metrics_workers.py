@@ -10,7 +10,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.cli import shared_metrics_dir
+from chainserve.api.serve import shared_metrics_dir
 from tests.support.process import ROOT, ServerProcess
 
 
@@ -56,7 +56,7 @@ def test_a_dead_workers_open_streams_stop_counting(tmp_path: Path) -> None:
     died = textwrap.dedent(
         """
         import os
-        from api.observability.metrics import Metrics
+        from chainserve.api.observability.metrics import Metrics
         metrics = Metrics()
         metrics.active_streams.labels("/chains/{name}/stream").inc()
         metrics.requests.labels("/chains/{name}/stream", "POST", "200").inc()
@@ -66,7 +66,7 @@ def test_a_dead_workers_open_streams_stop_counting(tmp_path: Path) -> None:
     scrape = textwrap.dedent(
         """
         import sys
-        from api.observability.metrics import Metrics
+        from chainserve.api.observability.metrics import Metrics
         sys.stdout.write(Metrics().exposition().decode())
         """
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.observability.json_logs import JsonFormatter
+from chainserve.api.observability.json_logs import JsonFormatter
 from tests.api.streaming import chat_input
 from tests.conftest import ServerFactory, offline_settings
 from tests.support.process import ServerProcess

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from api.runs.encoding import to_json
+from chainserve.api.runs.encoding import to_json
 
 SAMPLES = [
     "",

@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from api.runs.event_window import MAX_BLOCK, EventWindow
-from api.runs.log import RunEvent
+from chainserve.api.runs.event_window import MAX_BLOCK, EventWindow
+from chainserve.api.runs.log import RunEvent
 
 
 def _names(rng: random.Random) -> str:

@@ -5,10 +5,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from api.runs.log_redis import RedisRunLog
-from api.runs.manager import RunManager
-from api.runs.run import Run
-from chains.models.factory import ModelInfo
+from chainserve.api.runs.log_redis import RedisRunLog
+from chainserve.api.runs.manager import RunManager
+from chainserve.api.runs.run import Run
+from chainserve.chains.models.factory import ModelInfo
 
 pytestmark = pytest.mark.asyncio
 

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 import pytest_asyncio
 
-from api.runs.log import RunGone, RunLog, RunRecord
-from api.runs.log_memory import MemoryRunLog
-from api.runs.log_redis import RedisRunLog
+from chainserve.api.runs.log import RunGone, RunLog, RunRecord
+from chainserve.api.runs.log_memory import MemoryRunLog
+from chainserve.api.runs.log_redis import RedisRunLog
 
 pytestmark = pytest.mark.asyncio
 
@@ -106,7 +106,7 @@ async def test_unknown_and_expired_runs(make_log: LogFactory) -> None:
 
 async def test_a_reader_that_fell_out_of_the_window_gets_a_lagged_error_not_a_gap() -> None:
     """Events are never silently skipped: the stream ends with an explicit `lagged` error."""
-    from api.runs.event_stream import RunEventStream
+    from chainserve.api.runs.event_stream import RunEventStream
 
     log = MemoryRunLog(ttl=60, max_events=10)
     run_id = await _new_run(log)

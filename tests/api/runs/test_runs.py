@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from api.settings import Settings
+from chainserve.api.settings import Settings
 from tests.api.streaming import StreamResult, chat_input, collect, read_then_hang_up, stream
 from tests.conftest import ServerFactory
 from tests.support.mock_upstream import MockUpstream, Script

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 from starlette.types import Message
 
-from api.runs.send_watch import SendWatch
+from chainserve.api.runs.send_watch import SendWatch
 
 pytestmark = pytest.mark.asyncio
 

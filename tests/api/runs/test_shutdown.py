@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.settings import Settings
+from chainserve.api.settings import Settings
 from tests.api.streaming import chat_input, collect
 from tests.conftest import ServerFactory, offline_settings
 from tests.support.mock_upstream import MockUpstream, Script

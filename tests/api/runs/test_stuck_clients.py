@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from api.settings import Settings
+from chainserve.api.settings import Settings
 from tests.conftest import ServerFactory, upstream_settings
 from tests.support.mock_upstream import MockUpstream, Script
 

@@ -2,8 +2,8 @@
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
-from chains.history.wrap import trim_history
-from chains.tokens.count import count_message_tokens
+from chainserve.chains.history.wrap import trim_history
+from chainserve.chains.tokens.count import count_message_tokens
 
 MODEL = "gpt-4o"
 

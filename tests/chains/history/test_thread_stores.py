@@ -10,9 +10,9 @@ import pytest_asyncio
 import redis
 from langchain_core.messages import AIMessage, HumanMessage
 
-from chains.history import ThreadStore
-from chains.history.redis import RedisThreadStore
-from chains.history.sqlite import SQLiteThreadStore
+from chainserve.chains.history import ThreadStore
+from chainserve.chains.history.redis import RedisThreadStore
+from chainserve.chains.history.sqlite import SQLiteThreadStore
 
 pytestmark = pytest.mark.asyncio
 

@@ -3,7 +3,7 @@
 import pytest
 from langchain_core.messages import AIMessageChunk, HumanMessage, SystemMessage
 
-from chains.models.offline import OFFLINE_MODEL_NAME, OfflineChatModel, compose_reply
+from chainserve.chains.models.offline import OFFLINE_MODEL_NAME, OfflineChatModel, compose_reply
 
 pytestmark = pytest.mark.asyncio
 

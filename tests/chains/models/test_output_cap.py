@@ -10,13 +10,13 @@ import pytest
 import pytest_asyncio
 from langchain_core.messages import AIMessageChunk, BaseMessageChunk
 
-from chains.models.factory import ModelConfig, build_model
-from chains.models.offline import OfflineChatModel
-from chains.models.output_cap import OutputBudget, delta_text, trimmed_chunk
-from chains.models.streamlined_openai import StreamlinedChatOpenAI
-from chains.models.upstream_client import UpstreamClient
-from chains.tokens import encodings
-from chains.tokens.encodings import encoding_for_model
+from chainserve.chains.models.factory import ModelConfig, build_model
+from chainserve.chains.models.offline import OfflineChatModel
+from chainserve.chains.models.output_cap import OutputBudget, delta_text, trimmed_chunk
+from chainserve.chains.models.streamlined_openai import StreamlinedChatOpenAI
+from chainserve.chains.models.upstream_client import UpstreamClient
+from chainserve.chains.tokens import encodings
+from chainserve.chains.tokens.encodings import encoding_for_model
 from tests.support.mock_upstream import MockUpstream, Script
 
 pytestmark = pytest.mark.asyncio
@@ -35,7 +35,7 @@ async def test_a_short_answer_never_loads_or_runs_a_tokenizer(
     def refuse(model: str) -> Any:
         raise AssertionError("a tokenizer was loaded for an answer shorter than the cap")
 
-    monkeypatch.setattr("chains.models.output_cap.encoding_for_model", refuse)
+    monkeypatch.setattr("chainserve.chains.models.output_cap.encoding_for_model", refuse)
     budget = OutputBudget(50, "gpt-4o-mini")
     for _ in range(10):
         assert await budget.overdraft(" word") is None  # 50 bytes: within 50 tokens

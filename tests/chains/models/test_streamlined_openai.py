@@ -11,8 +11,8 @@ from langchain_core.messages import AIMessageChunk, BaseMessageChunk
 from langchain_core.output_parsers import StrOutputParser
 from langchain_openai import ChatOpenAI
 
-from chains.models.streamlined_openai import StreamlinedChatOpenAI, sse_events
-from chains.models.upstream_client import UpstreamClient
+from chainserve.chains.models.streamlined_openai import StreamlinedChatOpenAI, sse_events
+from chainserve.chains.models.upstream_client import UpstreamClient
 from tests.support.mock_upstream import MockUpstream, Script
 
 pytestmark = pytest.mark.asyncio
@@ -172,7 +172,7 @@ async def test_a_cut_off_stream_on_the_parents_path_is_an_error_too(
 ) -> None:
     """Structured output and response headers take `ChatOpenAI`'s own stream; an answer cut
     short there is just as incomplete, and one with a finish reason but no [DONE] is whole."""
-    from chains.models.upstream_sse import UpstreamIncompleteError
+    from chainserve.chains.models.upstream_sse import UpstreamIncompleteError
 
     client = openai.DefaultAsyncHttpxClient()
     model = StreamlinedChatOpenAI(

@@ -14,9 +14,9 @@ from langchain_core.callbacks import AsyncCallbackHandler
 from langchain_core.outputs import LLMResult
 from langchain_core.tracers.context import collect_runs
 
-from chains.models.listeners import wants_tokens
-from chains.models.streamlined_openai import StreamlinedChatOpenAI
-from chains.models.upstream_client import UpstreamClient
+from chainserve.chains.models.listeners import wants_tokens
+from chainserve.chains.models.streamlined_openai import StreamlinedChatOpenAI
+from chainserve.chains.models.upstream_client import UpstreamClient
 from tests.support.mock_upstream import MockUpstream, Script
 from tests.support.raw_server import raw_server, read_request
 

@@ -11,8 +11,8 @@ import pytest
 import pytest_asyncio
 from langchain_openai import ChatOpenAI
 
-from chains.models.streamlined_openai import StreamlinedChatOpenAI
-from chains.models.upstream_client import HIGH_WATER, UpstreamClient, UpstreamError
+from chainserve.chains.models.streamlined_openai import StreamlinedChatOpenAI
+from chainserve.chains.models.upstream_client import HIGH_WATER, UpstreamClient, UpstreamError
 from tests.support.mock_upstream import MockUpstream, Script
 from tests.support.raw_server import raw_server, read_request
 

@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from chains.models.upstream_sse import EventTooLargeError, sse_events
+from chainserve.chains.models.upstream_sse import EventTooLargeError, sse_events
 
 pytestmark = pytest.mark.asyncio
 

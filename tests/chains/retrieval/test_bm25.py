@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from chains.retrieval.bm25 import BM25Index, tokenize
-from chains.retrieval.sqlite_store import SQLiteChunkStore
-from chains.retrieval.types import Chunk
+from chainserve.chains.retrieval.bm25 import BM25Index, tokenize
+from chainserve.chains.retrieval.sqlite_store import SQLiteChunkStore
+from chainserve.chains.retrieval.types import Chunk
 
 pytestmark = pytest.mark.asyncio
 

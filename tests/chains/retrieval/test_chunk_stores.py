@@ -10,9 +10,9 @@ import psycopg
 import pytest
 import pytest_asyncio
 
-from chains.retrieval.pg_store import PgChunkStore, PgVectorUnavailableError
-from chains.retrieval.sqlite_store import SQLiteChunkStore
-from chains.retrieval.types import (
+from chainserve.chains.retrieval.pg_store import PgChunkStore, PgVectorUnavailableError
+from chainserve.chains.retrieval.sqlite_store import SQLiteChunkStore
+from chainserve.chains.retrieval.types import (
     Chunk,
     ChunkStore,
     EmbedderMismatchError,

@@ -14,8 +14,8 @@ import numpy.typing as npt
 import pytest
 import tiktoken
 
-from chains.retrieval import embeddings as embeddings_module
-from chains.retrieval.embeddings import (
+from chainserve.chains.retrieval import embeddings as embeddings_module
+from chainserve.chains.retrieval.embeddings import (
     BATCH_SIZE,
     LOCAL_DIMENSIONS,
     LOCAL_EMBEDDER_ID,

@@ -7,8 +7,8 @@ import pytest
 from pypdf import PdfWriter
 from pypdf.errors import DependencyError
 
-from chains.retrieval import pdf_text
-from chains.retrieval.ingest import (
+from chainserve.chains.retrieval import pdf_text
+from chainserve.chains.retrieval.ingest import (
     IngestError,
     detect_format,
     document_id,

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from chains.retrieval.embeddings import LocalE5Embeddings
-from chains.retrieval.ingest import ingest_upload
-from chains.retrieval.types import Chunk
+from chainserve.chains.retrieval.embeddings import LocalE5Embeddings
+from chainserve.chains.retrieval.ingest import ingest_upload
+from chainserve.chains.retrieval.types import Chunk
 
 DATA = Path(__file__).parents[2] / "data" / "rag_eval"
 K = 4

@@ -9,8 +9,8 @@ import requests
 import tiktoken.load
 from tiktoken_ext import openai_public
 
-from chains.tokens import encodings
-from chains.tokens.encodings import (
+from chainserve.chains.tokens import encodings
+from chainserve.chains.tokens.encodings import (
     SPECS,
     EncodingName,
     EncodingUnavailableError,

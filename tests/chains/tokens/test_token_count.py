@@ -3,8 +3,8 @@
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage
 
-from chains.messages import coerce_message
-from chains.tokens.count import count_input_tokens, input_text
+from chainserve.chains.messages import coerce_message
+from chainserve.chains.tokens.count import count_input_tokens, input_text
 
 # The example from OpenAI's cookbook "How to count tokens with tiktoken", whose published
 # counts (checked there against the API's prompt_tokens) are 129 for gpt-3.5-turbo and gpt-4,

@@ -1,6 +1,0 @@
-"""Wire protocols: how one run's events are framed for each kind of client."""
-
-from api.protocols.base import WireProtocol
-from api.protocols.native import NativeProtocol
-
-__all__ = ["NativeProtocol", "WireProtocol"]

@@ -1,0 +1,78 @@
+"""The Vercel AI SDK endpoint: `useChat` posts UI messages, gets a UI message stream back."""
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Response
+from fastapi.exceptions import RequestValidationError
+from langchain_core.messages import BaseMessage
+from pydantic import BaseModel, ConfigDict, Field
+
+from chainserve.api.access.input_limit import check_run_input
+from chainserve.api.access.ownership import CallerDep
+from chainserve.api.deps import ChainDep, ModelInfoDep, RunsDep, SettingsDep, ThreadsDep
+from chainserve.api.errors.responses import REFUSALS, error_responses
+from chainserve.api.protocols.ui_message import UIMessageProtocol
+from chainserve.api.routes.chains import STREAM_RESPONSES
+from chainserve.api.runs.calls import start_stream
+from chainserve.api.runs.event_stream import RunEventStream
+from chainserve.api.runs.request import OnDisconnect, check_thread, prepare_run, with_thread
+from chainserve.chains.messages import coerce_message
+from chainserve.chains.registry import input_from_messages
+
+router = APIRouter(prefix="/chains", tags=["ai-sdk"], responses=error_responses(*REFUSALS))
+
+
+class UIMessage(BaseModel):
+    """One `UIMessage` as useChat sends it; only text parts reach the chain."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = ""
+    role: Literal["system", "user", "assistant"]
+    parts: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class UIChatRequest(BaseModel):
+    """useChat's request body, plus chainserve's `thread_id`, `config` and `on_disconnect`."""
+
+    model_config = ConfigDict(extra="allow")  # useChat adds `trigger`, `messageId`, body extras
+
+    id: str = Field("", description="The chat id useChat generated.")
+    messages: Annotated[list[UIMessage], Field(min_length=1)]
+    thread_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    config: dict[str, Any] | None = None
+    on_disconnect: OnDisconnect = "cancel"
+
+
+def _as_langchain(messages: list[UIMessage]) -> list[BaseMessage]:
+    converted = []
+    for message in messages:
+        text = "".join(str(p.get("text", "")) for p in message.parts if p.get("type") == "text")
+        if text:
+            converted.append(coerce_message({"role": message.role, "content": text}))
+    return converted
+
+
+@router.post("/{name}/ui", response_class=Response, responses=STREAM_RESPONSES)
+async def stream_ui_messages(
+    body: UIChatRequest,
+    chain: ChainDep,
+    settings: SettingsDep,
+    model: ModelInfoDep,
+    threads: ThreadsDep,
+    runs: RunsDep,
+    caller: CallerDep,
+) -> RunEventStream:
+    """Stream a chain to the Vercel AI SDK's useChat (UI message stream protocol v1)."""
+    try:
+        chain_input = input_from_messages(chain.spec, _as_langchain(body.messages))
+    except ValueError as exc:
+        error = {"type": "value_error", "loc": ("body", "messages"), "msg": str(exc), "input": None}
+        raise RequestValidationError([error]) from None
+    config = with_thread(body.config, body.thread_id)
+    prepared = prepare_run(chain, chain_input, config, model, owner=caller.owner)
+    await check_thread(threads, prepared.config, caller)
+    await check_run_input(settings, chain, prepared)
+    return await start_stream(
+        runs, settings, chain, prepared, body.on_disconnect, UIMessageProtocol()
+    )

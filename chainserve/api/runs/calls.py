@@ -1,0 +1,78 @@
+"""Start a run and hand back its stream, or run it to completion: shared by every protocol."""
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from starlette.types import Receive
+
+from chainserve.api.errors.typed import ChainError, classify, log_failure
+from chainserve.api.protocols import WireProtocol
+from chainserve.api.runs.disconnect import cancel_on_disconnect
+from chainserve.api.runs.event_stream import RunEventStream
+from chainserve.api.runs.manager import RunManager
+from chainserve.api.runs.request import OnDisconnect, PreparedRun
+from chainserve.api.settings import Settings
+from chainserve.chains import RegisteredChain
+
+
+async def start_stream(
+    runs: RunManager,
+    settings: Settings,
+    chain: RegisteredChain,
+    prepared: PreparedRun,
+    on_disconnect: OnDisconnect,
+    protocol: WireProtocol | None = None,
+) -> RunEventStream:
+    """Start `prepared` as a logged run and return the response that streams it."""
+    run_id = prepared.run.run_id
+    await runs.start(prepared.run, chain.runnable.astream(prepared.input, prepared.config))
+    return RunEventStream(
+        runs.log,
+        run_id,
+        keepalive_seconds=settings.keepalive_seconds,
+        hold_seconds=settings.first_chunk_hold_seconds,
+        on_hang_up=partial(runs.cancel, run_id) if on_disconnect == "cancel" else None,
+        protocol=protocol,
+        send_timeout=settings.send_timeout_seconds,
+        drain=runs.drain,
+    )
+
+
+@dataclass(frozen=True)
+class Completed:
+    output: Any
+
+
+@dataclass(frozen=True)
+class Failed:
+    error: ChainError
+
+
+async def _ainvoke(chain: RegisteredChain, prepared: PreparedRun) -> Completed:
+    # Wrapped so a chain whose output is legitimately `None` is not mistaken for a cancel.
+    return Completed(await chain.runnable.ainvoke(prepared.input, prepared.config))
+
+
+async def invoke(
+    receive: Receive, chain: RegisteredChain, prepared: PreparedRun, on_disconnect: OnDisconnect
+) -> Completed | Failed | None:
+    """Run to completion; `None` when the client hung up first and the run was cancelled."""
+    run = prepared.run
+    run.streamed = False
+    work = partial(_ainvoke, chain, prepared)
+    try:
+        done = await (
+            work() if on_disconnect == "continue" else cancel_on_disconnect(receive, work)
+        )
+    except Exception as exc:  # noqa: BLE001 - reported to the client as a typed error
+        error = classify(exc)
+        log_failure(exc, error, run.run_id)
+        run.finish("error", error.code)
+        return Failed(error)
+    if done is None:
+        run.finish("cancelled")
+        return None
+    run.mark_chunk()
+    run.finish("done")
+    return done
