@@ -13,7 +13,8 @@ from langchain_core.runnables import ConfigurableFieldSpec, Runnable
 from pydantic import BaseModel
 
 from chainserve.chains.history import ThreadStore, with_thread_history
-from chainserve.chains.models.factory import ModelConfig
+from chainserve.chains.models.factory import ModelConfig, ModelInfo
+from chainserve.chains.models.found import chain_model
 
 QueryMapper = Callable[[Mapping[str, str]], dict[str, Any]]
 MessagesMapper = Callable[[list[BaseMessage]], dict[str, Any]]
@@ -50,6 +51,8 @@ class RegisteredChain:
 
     spec: ChainSpec
     runnable: Runnable[Any, Any]
+    model: ModelInfo | None = None
+    """The model the chain calls when it brings its own (None: the server's, from settings)."""
 
     @property
     def name(self) -> str:
@@ -145,8 +148,10 @@ def build_registry(
 ) -> dict[str, RegisteredChain]:
     """Build the served chains against one model configuration and thread store: the shipped
     examples (unless `examples` is false) and `extra`, the user's own."""
-    return {
-        spec.name: RegisteredChain(spec, _build(spec, config, threads, history_token_budget))
-        for spec in _served_specs(extra, examples)
-        if config.retrieval is not None or not spec.needs_retrieval
-    }
+    served: dict[str, RegisteredChain] = {}
+    for spec in _served_specs(extra, examples):
+        if config.retrieval is None and spec.needs_retrieval:
+            continue
+        runnable = _build(spec, config, threads, history_token_budget)
+        served[spec.name] = RegisteredChain(spec, runnable, chain_model(runnable))
+    return served

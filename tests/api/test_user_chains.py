@@ -48,6 +48,11 @@ async def test_a_users_own_chatopenai_chain_streams_on_the_native_route(
     result = await stream(server.url, "ask", {"input": {"style": "a pirate", "question": "hi"}})
     assert result.status == 200
     assert result.text == "Ahoy, matey"
+    # The model the chain calls, not the server's default (the offline model here).
+    assert result.of("metadata")[0].json()["model"] == {
+        "provider": "openai",
+        "name": "gpt-4.1-mini",
+    }
     sent = upstream.last_request.json
     assert sent["model"] == "gpt-4.1-mini"
     assert sent["messages"][0] == {
@@ -111,6 +116,8 @@ async def test_create_app_takes_chains_directly(start_server: ServerFactory) -> 
     server = start_server(offline_settings(example_chains=False), {"shout": shout})
     result = await stream(server.url, "shout", {"input": {"text": "quiet"}})
     assert result.text == "QUIET"
+    # It calls no model that can be seen from outside: not named as the server's.
+    assert result.of("metadata")[0].json()["model"] == {"provider": "unknown", "name": "unknown"}
 
 
 def test_create_app_refuses_a_chain_it_cannot_serve_before_opening_anything() -> None:

@@ -159,7 +159,8 @@ async def _check_input_tokens(
             continue  # LangServe's own validation answers
         own = config[index] if isinstance(config, list) and index < len(config) else config
         merged = _merged_config([*hashed, own])
-        model = chosen_model(chain, cast(RunnableConfig, merged), request.app.state.model_info.name)
+        default = (chain.model or request.app.state.model_info).name
+        model = chosen_model(chain, cast(RunnableConfig, merged), default)
         param = f"inputs[{index}]" if batch else None
         await check_input_tokens(
             request.app.state.settings, chain, chain_input, model, merged, param
@@ -233,7 +234,7 @@ def _observe_runs(
     """Give each run LangServe starts the same book-keeping (metrics, run log line) as ours."""
 
     async def add_observer(config: dict[str, Any], request: Request) -> dict[str, Any]:
-        model: ModelInfo = request.app.state.model_info
+        model: ModelInfo = chain.model or request.app.state.model_info
         streamed = request.url.path.rsplit("/", 1)[-1].startswith("stream")
         observer = CallbackRuns(
             chain.name,

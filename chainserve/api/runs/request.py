@@ -130,6 +130,7 @@ def prepare_run(
             ) from None
         raise HTTPException(exc.status, exc.message) from None
     thread_id = config.get("configurable", {}).get(THREAD_KEY) or None
+    model = chain.model or model
     run = Run(
         chain=chain.name,
         model=model,

@@ -40,6 +40,8 @@ class UsageCollector(AsyncCallbackHandler):
         self.approx_input_tokens = 0
         self.side_events: dict[str, Any] = {}
         """The last data of each custom event, for the run's `end` summary."""
+        self.called_model: str | None = None
+        """The model the run's last model call named (`ls_model_name`), for its log line."""
         self.sink: SideEventSink | None = None
         """Where custom events go as they happen (the run log, for streamed runs)."""
 
@@ -64,6 +66,9 @@ class UsageCollector(AsyncCallbackHandler):
     ) -> None:
         # Providers report usage only at the end; a cancelled run still deserves an estimate.
         self.approx_input_tokens += sum(count_tokens_approximately(m) for m in messages)
+        metadata = kwargs.get("metadata") or {}
+        if isinstance(metadata.get("ls_model_name"), str):
+            self.called_model = metadata["ls_model_name"]
 
     async def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
         for generations in response.generations:
@@ -171,7 +176,7 @@ class Run:
             "run_id": self.run_id,
             "run_status": status,
             "chain": self.chain,
-            "model": self.model_name,
+            "model": self.stats.called_model or self.model_name,
             "ttft_ms": t["time_to_first_token_ms"],
             "total_ms": t["total_ms"],
             "tokens_in": usage.get("input_tokens"),

@@ -76,7 +76,8 @@ class ModelConfig:
 class ModelInfo:
     """What is answering: shown by /health, the startup log and every stream's metadata."""
 
-    provider: Provider
+    provider: str
+    """`openai` or `offline` for the server's model; a user's model says its own (`ls_provider`)."""
     name: str
     choices: tuple[str, ...] = field(default=())
 
