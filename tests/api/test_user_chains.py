@@ -205,3 +205,49 @@ def test_reload_picks_up_an_edit_to_the_users_chains(tmp_path: Path) -> None:
             except httpx.TransportError:
                 continue  # the worker is restarting
         assert output == "second"
+
+
+def test_v1_sampling_parameters_reach_only_the_knobs_a_users_chain_declares(
+    tmp_path: Path, start_server: ServerFactory, upstream: MockUpstream
+) -> None:
+    (tmp_path / "knobs.py").write_text(
+        textwrap.dedent(
+            f"""
+            import openai
+            from langchain_core.output_parsers import StrOutputParser
+            from langchain_core.prompts import ChatPromptTemplate
+            from langchain_core.runnables import ConfigurableField
+            from langchain_openai import ChatOpenAI
+
+            def model():
+                return ChatOpenAI(model="m", base_url="{upstream.base_url}", api_key="k",
+                                  http_async_client=openai.DefaultAsyncHttpxClient())
+
+            prompt = ChatPromptTemplate.from_template("{{question}}")
+            tunable = model().configurable_fields(
+                temperature=ConfigurableField(id="temperature"),
+                top_p=ConfigurableField(id="top_p"),
+            )
+            CHAINS = {{
+                "fixed": prompt | model() | StrOutputParser(),
+                "tunable": prompt | tunable | StrOutputParser(),
+            }}
+            """
+        )
+    )
+    server = start_server(offline_settings(chains=[str(tmp_path / "knobs.py")]))
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+    question = [{"role": "user", "content": "q"}]
+    for parameter in ({"temperature": 0.2}, {"max_tokens": 5}, {"max_completion_tokens": 5}):
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(model="fixed", messages=question, **parameter)  # type: ignore[call-overload]
+        body = refused.value.body
+        assert isinstance(body, dict)
+        assert body["param"] == next(iter(parameter))
+        assert body["code"] == "unsupported_parameter"
+        assert "temperature" not in body["message"] or "no 'temperature' knob" in body["message"]
+    assert upstream.requests == []
+    upstream.enqueue(Script(chunks=["ok"]))
+    client.chat.completions.create(model="tunable", messages=question, temperature=0.2, top_p=0.5)
+    sent = upstream.last_request.json
+    assert (sent["temperature"], sent["top_p"]) == (0.2, 0.5)

@@ -101,17 +101,43 @@ def _chain_input(chain: RegisteredChain, messages: list[Any]) -> dict[str, Any]:
         raise OpenAIRequestError(400, str(exc), "messages") from None
 
 
+KNOB_PARAMETERS = ("top_p", "seed", "stop", "frequency_penalty", "presence_penalty")
+"""Sampling parameters passed to a chain that declares a knob by that name; without one they
+are ignored, as the other `IGNORED` parameters are."""
+
+
+def _knob(chain: RegisteredChain, parameter: str, knob: str) -> None:
+    """A parameter that changes the answer is refused by a chain without the knob for it:
+    ignoring it would answer 200 with something the client did not ask for."""
+    if knob not in chain.configurable:
+        accepts = ", ".join(sorted(chain.configurable)) or "none"
+        raise OpenAIRequestError(
+            400,
+            f"chain {chain.name!r} has no {knob!r} knob, so `{parameter}` cannot be honoured; "
+            f"its knobs: {accepts}",
+            parameter,
+            code="unsupported_parameter",
+        )
+
+
 def _config(chain: RegisteredChain, body: ChatCompletionRequest, cap: int) -> dict[str, Any]:
     """The request's `config`, plus the OpenAI knobs the chain has a slot for. `max_tokens`
     above the server's cap is lowered to it (clients send generous defaults, and OpenAI
     itself treats the field as a ceiling), not refused."""
     config = dict(body.config or {})
     knobs: dict[str, Any] = {}
-    if body.temperature is not None and "temperature" in chain.configurable:
+    if body.temperature is not None:
+        _knob(chain, "temperature", "temperature")
         knobs["temperature"] = body.temperature
     limit = body.max_completion_tokens or body.max_tokens
-    if limit is not None and "max_tokens" in chain.configurable:
+    if limit is not None:
+        _knob(chain, "max_completion_tokens" if body.max_completion_tokens else "max_tokens",
+              "max_tokens")  # fmt: skip
         knobs["max_tokens"] = min(limit, cap) if cap else limit
+    extra = body.model_extra or {}
+    for parameter in KNOB_PARAMETERS:
+        if extra.get(parameter) is not None and parameter in chain.configurable:
+            knobs[parameter] = extra[parameter]
     if knobs:
         config["configurable"] = {**(config.get("configurable") or {}), **knobs}
     return with_thread(config, body.thread_id)  # type: ignore[no-any-return]
