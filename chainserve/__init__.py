@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from chainserve.api.app import create_app
+    from chainserve.api.mount import add_routes
     from chainserve.api.settings import Settings
     from chainserve.chains import ChainSpec, ModelConfig, build_model
 
-__all__ = ["ChainSpec", "ModelConfig", "Settings", "build_model", "create_app"]
+__all__ = ["ChainSpec", "ModelConfig", "Settings", "add_routes", "build_model", "create_app"]
 
 _HOMES = {
     "ChainSpec": "chainserve.chains",
@@ -23,6 +24,7 @@ _HOMES = {
     "build_model": "chainserve.chains",
     "Settings": "chainserve.api.settings",
     "create_app": "chainserve.api.app",
+    "add_routes": "chainserve.api.mount",
 }
 
 
