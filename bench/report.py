@@ -10,7 +10,9 @@ from typing import Any
 
 Data = Mapping[str, Any]
 BASELINES = ("bare", "langserve", "relay")
-SERVER_ORDER = ("chainserve", *BASELINES)
+USER_CHAIN = "chainserve (your chain)"
+"""chainserve serving a user's own `prompt | ChatOpenAI | StrOutputParser()` (`--chains`)."""
+SERVER_ORDER = ("chainserve", USER_CHAIN, *BASELINES)
 
 
 def num(value: float | None) -> str:
@@ -128,6 +130,21 @@ def _cpu_section(data: Data) -> list[str]:
         "÷ (last chunk − request sent).",
         "",
         *_table(header, rows),
+        "",
+        *_user_chain_targets(entries),
+    ]
+
+
+def _user_chain_targets(entries: Mapping[str, Any]) -> list[str]:
+    """The user-chain row against its targets: at most 0.10 times LangServe on the same chain,
+    and within 2 times chainserve's own `chat`."""
+    if USER_CHAIN not in entries:
+        return []
+    key = "us_per_chunk"
+    return [
+        f"*{USER_CHAIN}*: LangServe's chain (`bench/user_chain.py`) loaded with `--chains`: "
+        f"{ratio(entries, USER_CHAIN, 'langserve', key)}× langserve (target ≤ 0.10) and "
+        f"{ratio(entries, USER_CHAIN, 'chainserve', key)}× chainserve's `chat` (target ≤ 2).",
         "",
     ]
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from bench import client
 from bench.procs import HOST, Service, clean_env, free_port, launch, stop, wait_listening
+from bench.report import USER_CHAIN
 from bench.sse import Dialect
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,6 +70,11 @@ def _chainserve(port: int) -> list[str]:
     return [sys.executable, "-m", "chainserve", "serve", "--host", HOST, "--port", str(port)]
 
 
+def _chainserve_user_chain(port: int) -> list[str]:
+    """chainserve serving only a user's own `prompt | ChatOpenAI | StrOutputParser()`."""
+    return [*_chainserve(port), "--chains", str(REPO / "bench" / "user_chain.py"), "--no-examples"]
+
+
 @dataclass(frozen=True)
 class Server:
     """A server under test: how to start it and how to ask it for one stream."""
@@ -86,6 +92,14 @@ class Server:
 
 SERVERS: tuple[Server, ...] = (
     Server("chainserve", _chainserve, "/chains/chat/stream", NATIVE_BODY, Dialect.NAMED, False),
+    Server(
+        USER_CHAIN,
+        _chainserve_user_chain,
+        "/chains/mine/stream",
+        LANGSERVE_BODY,
+        Dialect.NAMED,
+        False,
+    ),
     Server(
         "bare", _uvicorn("bench.baselines.bare:create_app"), "/stream", NATIVE_BODY, Dialect.PLAIN
     ),
@@ -166,7 +180,7 @@ def _server_env(server: Server, upstream_port: int, data_dir: Path) -> dict[str,
         "OPENAI_API_KEY": "sk-bench",
         "PYTHONPATH": str(REPO),
     }
-    if server.name == "chainserve":
+    if server.name in ("chainserve", USER_CHAIN):
         extra |= {
             "CHAINSERVE_UPSTREAM_MAX_RETRIES": "0",
             "CHAINSERVE_LOG_LEVEL": "warning",

@@ -13,6 +13,7 @@ from langchain_core.runnables import ConfigurableFieldSpec, Runnable
 from pydantic import BaseModel
 
 from chainserve.chains.history import ThreadStore, with_thread_history
+from chainserve.chains.lean_compositions import lean
 from chainserve.chains.models.factory import ModelConfig, ModelInfo
 from chainserve.chains.models.found import chain_model
 
@@ -109,6 +110,7 @@ def _build(
         raise ChainLoadError(
             f"chain {spec.name!r}: its build returned a {type(runnable).__name__}, not a Runnable"
         )
+    runnable = lean(runnable, config)
     if spec.memory:
         # The wrapper hides the chain's own types; restate them for schemas and LangServe.
         runnable = with_thread_history(runnable, threads, budget, config.model).with_types(

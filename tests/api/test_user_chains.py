@@ -1,5 +1,6 @@
 """The user's own chains served over every surface: native SSE, `/v1`, LangServe, the CLI."""
 
+import json
 import os
 import subprocess
 import sys
@@ -77,6 +78,64 @@ async def test_a_bad_input_to_a_users_chain_is_a_422_naming_the_field(
     assert upstream.requests == []
 
 
+def test_hanging_up_on_a_users_chain_hangs_up_on_its_provider(
+    tmp_path: Path, start_server: ServerFactory, upstream: MockUpstream
+) -> None:
+    file = user_file(tmp_path, upstream.base_url)
+    server = start_server(offline_settings(chains=[str(file)], example_chains=False))
+    upstream.enqueue(Script(chunks=["tok "] * 200, delay=0.05))
+    body = {"input": {"style": "a pirate", "question": "hi"}}
+    with (
+        httpx.Client(base_url=server.url, timeout=10) as client,
+        client.stream("POST", "/chains/ask/stream", json=body) as response,
+    ):
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith("data: ") and "tok" in line:
+                break
+    closed_at = time.monotonic()
+    assert upstream.wait_for_disconnect(timeout=5) - closed_at < 2.0
+    assert upstream.last_request.chunks_sent < 200
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("script", "message"),
+    [
+        pytest.param(
+            Script(chunks=["half"], finish_reason=None, send_done=False, close_delimited=True),
+            "ended before the answer was complete",
+            id="cut-short",
+        ),
+        pytest.param(
+            Script(raw_body=b"<html>Bad gateway</html>", headers={"content-type": "text/html"}),
+            "not an event stream",
+            id="html-page",
+        ),
+    ],
+)
+async def test_a_users_chain_reports_a_broken_provider_stream_as_an_error(
+    tmp_path: Path,
+    start_server: ServerFactory,
+    upstream: MockUpstream,
+    script: Script,
+    message: str,
+) -> None:
+    """A user's `ChatOpenAI` on the lean path fails a cut-off or non-SSE answer with a typed
+    error, never a shorter answer that looks complete."""
+    file = user_file(tmp_path, upstream.base_url)
+    server = start_server(offline_settings(chains=[str(file)], example_chains=False))
+    upstream.enqueue(script)
+    result = await stream(server.url, "ask", {"input": {"style": "plain", "question": "hi"}})
+    if result.status == 200:  # failed after the stream began: an error event, no `end`
+        (error,) = result.of("error")
+        assert message in error.json()["message"]
+        assert not result.of("end")
+    else:  # failed before the first byte: the status says it
+        assert result.status == 502
+        assert message in json.loads(result.body)["error"]["message"]
+
+
 def test_a_users_chain_answers_langserve_and_the_openai_sdk(
     tmp_path: Path, start_server: ServerFactory, upstream: MockUpstream
 ) -> None:
@@ -85,11 +144,9 @@ def test_a_users_chain_answers_langserve_and_the_openai_sdk(
             f"""
             from langchain_core.output_parsers import StrOutputParser
             from langchain_core.prompts import ChatPromptTemplate
-            import openai
             from langchain_openai import ChatOpenAI
 
-            model = ChatOpenAI(model="gpt-4.1", base_url="{upstream.base_url}", api_key="k",
-                               http_async_client=openai.DefaultAsyncHttpxClient())
+            model = ChatOpenAI(model="gpt-4.1", base_url="{upstream.base_url}", api_key="k")
             CHAINS = {{"ask": ChatPromptTemplate.from_template("{{question}}") | model
                        | StrOutputParser()}}
             """
@@ -213,15 +270,13 @@ def test_v1_sampling_parameters_reach_only_the_knobs_a_users_chain_declares(
     (tmp_path / "knobs.py").write_text(
         textwrap.dedent(
             f"""
-            import openai
             from langchain_core.output_parsers import StrOutputParser
             from langchain_core.prompts import ChatPromptTemplate
             from langchain_core.runnables import ConfigurableField
             from langchain_openai import ChatOpenAI
 
             def model():
-                return ChatOpenAI(model="m", base_url="{upstream.base_url}", api_key="k",
-                                  http_async_client=openai.DefaultAsyncHttpxClient())
+                return ChatOpenAI(model="m", base_url="{upstream.base_url}", api_key="k")
 
             prompt = ChatPromptTemplate.from_template("{{question}}")
             tunable = model().configurable_fields(

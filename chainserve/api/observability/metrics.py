@@ -36,6 +36,8 @@ class ObservedRun(Protocol):
     @property
     def chain(self) -> str: ...
     @property
+    def model_called(self) -> str: ...
+    @property
     def status(self) -> str: ...
     @property
     def started(self) -> float: ...
@@ -100,9 +102,9 @@ class Metrics:
         )
         self.tokens = Counter(
             "chainserve_tokens",
-            "Model tokens by chain, caller key id and direction (input or output); estimated "
-            "for runs cut short before the provider reported usage.",
-            ["chain", "key_id", "direction"],
+            "Model tokens by chain, the model the run called, caller key id and direction "
+            "(input or output); estimated for runs cut short before the provider reported usage.",
+            ["chain", "model", "key_id", "direction"],
             registry=reg,
         )
         self.errors = Counter(
@@ -129,7 +131,7 @@ class Metrics:
         for direction in ("input", "output"):
             count = usage.get(f"{direction}_tokens")
             if count:
-                self.tokens.labels(chain, key_id, direction).inc(count)
+                self.tokens.labels(chain, run.model_called, key_id, direction).inc(count)
         if run.status == "cancelled":
             self.cancellations.labels(chain).inc()
         elif run.status == "error" and run.error_code:

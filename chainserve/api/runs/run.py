@@ -116,6 +116,11 @@ class Run:
         """The LangChain config for this run: same run id in traces, our usage callback."""
         return {**base, "run_id": uuid.UUID(self.run_id), "callbacks": [self.stats]}
 
+    @property
+    def model_called(self) -> str:
+        """The model the run's last model call named, else the one the chain was said to use."""
+        return self.stats.called_model or self.model_name
+
     def mark_chunk(self) -> None:
         self.chunks += 1
         if self.first_chunk_at is None:
@@ -176,7 +181,7 @@ class Run:
             "run_id": self.run_id,
             "run_status": status,
             "chain": self.chain,
-            "model": self.stats.called_model or self.model_name,
+            "model": self.model_called,
             "ttft_ms": t["time_to_first_token_ms"],
             "total_ms": t["total_ms"],
             "tokens_in": usage.get("input_tokens"),

@@ -11,7 +11,7 @@ rely on — and iterates the model's stream directly, taking each chunk's text i
 
 from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeGuard, cast
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForChainRun,
@@ -21,7 +21,12 @@ from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import BaseMessage
 from langchain_core.prompt_values import PromptValue
 from langchain_core.prompts import BasePromptTemplate
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
+from langchain_core.runnables import (
+    Runnable,
+    RunnableBinding,
+    RunnableConfig,
+    RunnableSerializable,
+)
 from langchain_core.runnables.config import (
     ensure_config,
     get_async_callback_manager_for_config,
@@ -40,8 +45,55 @@ class TextStreaming(Protocol):
     """A model that streams text itself, with the callbacks its `astream` would make."""
 
     def astream_text(
-        self, input: LanguageModelInput, config: RunnableConfig | None = None
+        self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[str]: ...
+
+
+try:  # the type `BaseChatModel.bind` returns in recent langchain-core: a RunnableBinding in all
+    # but its type hints
+    from langchain_core.language_models.chat_models import _ChatModelBinding
+
+    _PLAIN_BINDINGS: tuple[type, ...] = (RunnableBinding, _ChatModelBinding)
+except ImportError:  # pragma: no cover - older langchain-core
+    _PLAIN_BINDINGS = (RunnableBinding,)
+
+
+def is_plain_binding(step: object) -> TypeGuard[RunnableBinding[Any, Any]]:
+    """Whether `step` is a `.bind(...)`/`.with_config(...)` binding and nothing more: exactly
+    the type, since a subclass (`RunnableWithMessageHistory`, ...) may stream differently."""
+    return type(step) in _PLAIN_BINDINGS
+
+
+def unwrapped(
+    model: Runnable[Any, Any], config: RunnableConfig
+) -> tuple[Runnable[Any, Any], RunnableConfig, dict[str, Any]]:
+    """The runnable that actually runs for `model.astream(input, config)`, with the config and
+    keyword arguments it receives: what each `.bind(...)`/`.with_config(...)` binding and each
+    configurable wrapper would do on the way in, done here once."""
+    kwargs: dict[str, Any] = {}
+    while True:
+        if is_plain_binding(model):
+            config = model._merge_configs(config)
+            kwargs = {**model.kwargs, **kwargs}
+            model = model.bound
+        elif isinstance(model, DynamicRunnable):
+            model, config = model.prepare(config)
+        else:
+            return model, config, kwargs
+
+
+async def stream_model_text(
+    model: Runnable[Any, Any], input: Any, config: RunnableConfig
+) -> AsyncIterator[str]:
+    """`model.astream(input, config)`, each chunk's text; a model that can stream its text
+    directly (`chains/models/text_lane.py`) is asked to."""
+    model, config, kwargs = unwrapped(model, config)
+    if callable(getattr(model, "astream_text", None)):
+        async for text in cast(TextStreaming, model).astream_text(input, config, **kwargs):
+            yield text
+        return
+    async for chunk in model.astream(input, config, **kwargs):
+        yield message_text(chunk)
 
 
 async def traced_stream(
@@ -74,7 +126,26 @@ async def traced_stream(
     await run_manager.on_chain_end(output)
 
 
-def _text(message: Any) -> str:
+async def format_prompt(
+    prompt: Runnable[Any, PromptValue], input: Any, config: RunnableConfig
+) -> PromptValue:
+    """`prompt.ainvoke`, minus the prompt's own child run when no handler would receive it
+    (`chains/models/listeners.py`): with no tracer that run is only callback-manager work."""
+    prompt, prompt_config = (
+        prompt.prepare(config) if isinstance(prompt, DynamicRunnable) else (prompt, config)
+    )
+    # Configured as the prompt's own run would be: context-variable hooks (LangSmith,
+    # `collect_runs`) add their handlers here, not through the inherited callbacks.
+    handlers = get_async_callback_manager_for_config(prompt_config).handlers
+    if isinstance(prompt, BasePromptTemplate) and not any(
+        wants_chain_runs(handler) for handler in handlers
+    ):
+        # What BasePromptTemplate.ainvoke runs inside its run, validation included.
+        return await prompt._aformat_prompt_with_error_handling(input)
+    return await prompt.ainvoke(input, prompt_config)
+
+
+def message_text(message: Any) -> str:
     return message.text if isinstance(message, BaseMessage) else str(message)
 
 
@@ -90,29 +161,11 @@ class PromptModelText(RunnableSerializable[dict[str, Any], str]):
     def config_specs(self) -> list[ConfigurableFieldSpec]:
         return get_unique_config_specs([*self.prompt.config_specs, *self.model.config_specs])
 
-    async def _format(self, input: dict[str, Any], config: RunnableConfig) -> PromptValue:
-        """`prompt.ainvoke`, minus the prompt's own child run when no handler would receive it
-        (`chains/models/listeners.py`): with no tracer that run is only callback-manager work."""
-        prompt, prompt_config = (
-            self.prompt.prepare(config)
-            if isinstance(self.prompt, DynamicRunnable)
-            else (self.prompt, config)
-        )
-        # Configured as the prompt's own run would be: context-variable hooks (LangSmith,
-        # `collect_runs`) add their handlers here, not through the inherited callbacks.
-        handlers = get_async_callback_manager_for_config(prompt_config).handlers
-        if isinstance(prompt, BasePromptTemplate) and not any(
-            wants_chain_runs(handler) for handler in handlers
-        ):
-            # What BasePromptTemplate.ainvoke runs inside its run, validation included.
-            return await prompt._aformat_prompt_with_error_handling(input)
-        return await prompt.ainvoke(input, prompt_config)
-
     def _run(
         self, input: dict[str, Any], run_manager: CallbackManagerForChainRun, config: RunnableConfig
     ) -> str:
         child = patch_config(config, callbacks=run_manager.get_child())
-        return _text(self.model.invoke(self.prompt.invoke(input, child), child))
+        return message_text(self.model.invoke(self.prompt.invoke(input, child), child))
 
     async def _arun(
         self,
@@ -122,7 +175,7 @@ class PromptModelText(RunnableSerializable[dict[str, Any], str]):
     ) -> str:
         child = patch_config(config, callbacks=run_manager.get_child())
         prompt = await self.prompt.ainvoke(input, child)
-        return _text(await self.model.ainvoke(prompt, child))
+        return message_text(await self.model.ainvoke(prompt, child))
 
     def invoke(
         self, input: dict[str, Any], config: RunnableConfig | None = None, **kwargs: Any
@@ -146,17 +199,6 @@ class PromptModelText(RunnableSerializable[dict[str, Any], str]):
             yield text
 
     async def _texts(self, input: dict[str, Any], config: RunnableConfig) -> AsyncIterator[str]:
-        prompt = await self._format(input, config)
-        # A model that can stream its text directly (`chains/models/text_lane.py`) is asked to; the
-        # configurable wrapper is resolved first, exactly as its own `astream` would.
-        model, model_config = (
-            self.model.prepare(config)
-            if isinstance(self.model, DynamicRunnable)
-            else (self.model, config)
-        )
-        if callable(getattr(model, "astream_text", None)):
-            async for text in cast(TextStreaming, model).astream_text(prompt, model_config):
-                yield text
-            return
-        async for chunk in model.astream(prompt, model_config):
-            yield _text(chunk)
+        prompt = await format_prompt(self.prompt, input, config)
+        async for text in stream_model_text(self.model, prompt, config):
+            yield text

@@ -176,12 +176,17 @@ class StreamlinedChatOpenAI(ChatOpenAI):
             raise UpstreamIncompleteError(httpx2.Request("POST", url))
 
     async def astream_text(
-        self, input: LanguageModelInput, config: RunnableConfig | None = None
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
     ) -> AsyncIterator[str]:
         """The text of each streamed chunk, as `astream` would give it; see
         `chains/models/text_lane.py` for when this skips the per-token message objects, and why
         that is safe."""
-        async for text in stream_text(self, input, config):
+        async for text in stream_text(self, input, config, stop=stop, **kwargs):
             yield text
 
     def _lane_invocation_params(self) -> dict[str, Any]:

@@ -72,6 +72,10 @@ class LaneModel(Protocol):
     ) -> bool: ...
     def _lane_invocation_params(self) -> dict[str, Any]: ...
     def _lane_ls_params(self) -> dict[str, Any]: ...
+    def _get_invocation_params(
+        self, stop: list[str] | None = None, **kwargs: Any
+    ) -> dict[str, Any]: ...
+    def _get_ls_params_with_defaults(self, stop: list[str] | None = None, **kwargs: Any) -> Any: ...
     def _stream_payload(
         self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
     ) -> dict[str, Any]: ...
@@ -116,6 +120,9 @@ def _plain_text(chunk: dict[str, Any]) -> str | None:
 
 _JOIN_EVERY = 64
 
+# `astream` pops these from the call's arguments into the run's options; left to it.
+_STRUCTURED_OUTPUT_KEYS = {"ls_structured_output_format", "structured_output_format"}
+
 
 class _Merged:
     """What `on_llm_end` needs, kept small: converted chunks plus runs of plain text."""
@@ -157,38 +164,52 @@ class _Merged:
 
 
 async def stream_text(
-    model: LaneModel, input: LanguageModelInput, config: RunnableConfig | None
+    model: LaneModel,
+    input: LanguageModelInput,
+    config: RunnableConfig | None,
+    *,
+    stop: list[str] | None = None,
+    **kwargs: Any,
 ) -> AsyncIterator[str]:
-    """`model.astream(input, config)`, each chunk's text; see the module docstring."""
+    """`model.astream(input, config, stop=stop, **kwargs)`, each chunk's text; see the module
+    docstring. `stop` and `kwargs` are what a `.bind(...)` adds to every call."""
+    if kwargs.keys() & _STRUCTURED_OUTPUT_KEYS:
+        async for message in model.astream(input, config, stop=stop, **kwargs):
+            yield message.text
+        return
     config = ensure_config(config)
     messages = model._convert_input(input).to_messages()
-    params = model._lane_invocation_params()
+    if stop is None and not kwargs:
+        params, ls_params = model._lane_invocation_params(), model._lane_ls_params()
+    else:
+        params = model._get_invocation_params(stop=stop, **kwargs)
+        ls_params = model._get_ls_params_with_defaults(stop=stop, **kwargs)
     manager = AsyncCallbackManager.configure(
         config.get("callbacks"),
         model.callbacks,
         model.verbose,
         config.get("tags"),
         model.tags,
-        {**(config.get("metadata") or {}), **model._lane_ls_params()},
+        {**(config.get("metadata") or {}), **ls_params},
         model.metadata,
         langsmith_inheritable_metadata=_filter_invocation_params_for_tracing(params),
     )
-    payload = model._stream_payload(_normalize_messages(messages), None, {})
+    payload = model._stream_payload(_normalize_messages(messages), stop, dict(kwargs))
     if (
         any(wants_tokens(handler) for handler in manager.handlers)
         or model.rate_limiter is not None
         or model.output_version == "v1"
-        or not model._should_stream(async_api=True, stream=True)
+        or not model._should_stream(async_api=True, **{**kwargs, "stream": True})
         or not model._takes_fast_path({**payload, **model.model_kwargs})
     ):
-        async for message in model.astream(input, config):
+        async for message in model.astream(input, config, stop=stop, **kwargs):
             yield message.text
         return
     (run_manager,) = await manager.on_chat_model_start(
         model._serialized,
         [_format_for_tracing(messages)],
         invocation_params=params,
-        options={"stop": None},
+        options={"stop": stop, **{key: params[key] for key in kwargs if key in params}},
         name=config.get("run_name"),
         run_id=config.pop("run_id", None),
         batch_size=1,

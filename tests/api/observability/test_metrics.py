@@ -73,11 +73,37 @@ async def test_a_stream_records_first_token_duration_and_tokens_per_chain_and_ke
     kid = key_id(KEY)
     assert value(text, "chainserve_time_to_first_token_seconds_count", chain="chat") == 1
     assert value(text, "chainserve_run_duration_seconds_count", chain="chat", status="done") == 1
-    assert value(text, "chainserve_tokens_total", chain="chat", key_id=kid, direction="input") == 7
-    assert value(text, "chainserve_tokens_total", chain="chat", key_id=kid, direction="output") == 3
+    tokens = {"chain": "chat", "model": "gpt-4o-mini", "key_id": kid}
+    assert value(text, "chainserve_tokens_total", **tokens, direction="input") == 7
+    assert value(text, "chainserve_tokens_total", **tokens, direction="output") == 3
     assert KEY not in text
     stream_route = {"route": "/chains/{name}/stream", "method": "POST", "status": "200"}
     assert value(text, "chainserve_requests_total", **stream_route) == 1
+
+
+async def test_tokens_are_counted_under_the_model_a_users_chain_calls(
+    start_server: ServerFactory, upstream: MockUpstream
+) -> None:
+    """A user's own `ChatOpenAI(model="gpt-4.1")` is what its tokens are counted under, not
+    the server's default model."""
+    from langchain_core.output_parsers import StrOutputParser
+    from langchain_core.prompts import ChatPromptTemplate
+    from langchain_openai import ChatOpenAI
+
+    mine = ChatOpenAI(
+        model="gpt-4.1", base_url=upstream.base_url, api_key="sk-user", stream_usage=True
+    )
+    chain = ChatPromptTemplate.from_template("{question}") | mine | StrOutputParser()
+    server = start_server(offline_settings(example_chains=False), {"ask": chain})
+    usage = {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6}
+    upstream.enqueue(Script(chunks=["a", "b"], usage=usage))
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        response = await client.post("/chains/ask/stream", json={"input": {"question": "q"}})
+        assert response.status_code == 200
+        text = await scrape(client)
+    labels = {"chain": "ask", "model": "gpt-4.1", "key_id": "anonymous"}
+    assert value(text, "chainserve_tokens_total", **labels, direction="input") == 4
+    assert value(text, "chainserve_tokens_total", **labels, direction="output") == 2
 
 
 async def test_invoked_runs_count_duration_but_no_first_token(
@@ -89,10 +115,8 @@ async def test_invoked_runs_count_duration_but_no_first_token(
         text = await scrape(client)
     assert value(text, "chainserve_run_duration_seconds_count", chain="chat", status="done") == 1
     assert value(text, "chainserve_time_to_first_token_seconds_count", chain="chat") == 0
-    tokens = value(
-        text, "chainserve_tokens_total", chain="chat", key_id="anonymous", direction="output"
-    )
-    assert tokens > 0
+    labels = {"chain": "chat", "model": "chainserve-offline", "key_id": "anonymous"}
+    assert value(text, "chainserve_tokens_total", **labels, direction="output") > 0
 
 
 async def test_the_active_streams_gauge_follows_open_streams(
@@ -189,8 +213,9 @@ async def test_langserve_runs_are_measured_like_native_ones(
     kid = key_id(KEY)
     assert value(text, "chainserve_time_to_first_token_seconds_count", chain="chat") == 1
     assert value(text, "chainserve_run_duration_seconds_count", chain="chat", status="done") == 2
-    assert value(text, "chainserve_tokens_total", chain="chat", key_id=kid, direction="input") == 10
-    assert value(text, "chainserve_tokens_total", chain="chat", key_id=kid, direction="output") == 4
+    tokens = {"chain": "chat", "model": "gpt-4o-mini", "key_id": kid}
+    assert value(text, "chainserve_tokens_total", **tokens, direction="input") == 10
+    assert value(text, "chainserve_tokens_total", **tokens, direction="output") == 4
     batch = {"route": "/langserve/chat/batch", "method": "POST", "status": "200"}
     assert value(text, "chainserve_requests_total", **batch) == 1
     assert value(text, "chainserve_active_streams", route="/langserve/chat/stream") == 0
