@@ -61,6 +61,9 @@ NO_KEY = "anonymous"
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 _LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db$")
+MAX_MODEL_LABELS = 64
+"""Distinct `model` label values one process records; later ones count as `other`."""
+OTHER_MODEL = "other"
 
 
 class Metrics:
@@ -107,6 +110,9 @@ class Metrics:
             ["chain", "model", "key_id", "direction"],
             registry=reg,
         )
+        # A chain's own configurable model field may take any string a caller sends: each new
+        # one would be a new time series kept for the life of the process.
+        self._model_labels: set[str] = set()
         self.errors = Counter(
             "chainserve_errors",
             "Typed errors sent to clients (refused requests and failed runs), by error code.",
@@ -128,14 +134,23 @@ class Metrics:
         if run.streamed and run.first_chunk_at is not None:
             self.time_to_first_token.labels(chain).observe(run.first_chunk_at - run.started)
         usage = run.usage() or {}
+        model = self._model_label(run.model_called)
         for direction in ("input", "output"):
             count = usage.get(f"{direction}_tokens")
             if count:
-                self.tokens.labels(chain, run.model_called, key_id, direction).inc(count)
+                self.tokens.labels(chain, model, key_id, direction).inc(count)
         if run.status == "cancelled":
             self.cancellations.labels(chain).inc()
         elif run.status == "error" and run.error_code:
             self.errors.labels(run.error_code).inc()
+
+    def _model_label(self, model: str) -> str:
+        if model in self._model_labels:
+            return model
+        if len(self._model_labels) >= MAX_MODEL_LABELS:
+            return OTHER_MODEL
+        self._model_labels.add(model)
+        return model
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric, all workers' summed in multiprocess mode."""

@@ -1,12 +1,14 @@
 """Prometheus `/metrics`: requests, streams, first tokens, tokens per key id, errors, cancels."""
 
 import asyncio
+from dataclasses import dataclass
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from chainserve.api.access.api_keys import key_id
+from chainserve.api.observability.metrics import MAX_MODEL_LABELS, NO_KEY, OTHER_MODEL, Metrics
 from tests.api.streaming import chat_input
 from tests.conftest import ServerFactory, offline_settings, upstream_settings
 from tests.support.mock_upstream import MockUpstream, Script
@@ -276,3 +278,41 @@ async def test_an_unhandled_error_is_counted_as_internal_error(
     assert value(text, "chainserve_errors_total", code="internal_error") == 1
     broken_route = {"route": "/broken", "method": "GET", "status": "500"}
     assert value(text, "chainserve_requests_total", **broken_route) == 1
+
+
+@dataclass
+class FinishedRun:
+    """A run as the metrics see it, calling whatever model a caller chose."""
+
+    model_called: str
+    chain: str = "ask"
+    status: str = "done"
+    started: float = 0.0
+    ended_at: float | None = 1.0
+    first_chunk_at: float | None = None
+    streamed: bool = False
+    error_code: str | None = None
+
+    def usage(self) -> dict[str, int]:
+        return {"input_tokens": 3, "output_tokens": 1}
+
+
+async def test_model_names_a_caller_chooses_cannot_grow_the_metrics_without_bound() -> None:
+    """A chain whose own `model` field is configurable takes any string; past a fixed number
+    of distinct models the rest are counted as `other`, so no token is lost and no caller
+    can add time series without end."""
+    metrics = Metrics()
+    for n in range(MAX_MODEL_LABELS + 40):
+        metrics.observe_run(FinishedRun(model_called=f"model-{n}"), NO_KEY)
+    metrics.observe_run(FinishedRun(model_called="model-0"), NO_KEY)
+    text = metrics.exposition().decode()
+    series = {
+        dict(labels)["model"] for name, labels in samples(text) if name == "chainserve_tokens_total"
+    }
+    assert len(series) == MAX_MODEL_LABELS + 1
+    assert OTHER_MODEL in series
+    labels = {"chain": "ask", "key_id": NO_KEY, "direction": "output"}
+    assert value(text, "chainserve_tokens_total", model="model-0", **labels) == 2
+    assert value(text, "chainserve_tokens_total", model=OTHER_MODEL, **labels) == 40
+    total = sum(v for (name, _), v in samples(text).items() if name == "chainserve_tokens_total")
+    assert total == (MAX_MODEL_LABELS + 41) * 4
