@@ -63,6 +63,12 @@ def test_chainserve_mounted_in_a_host_app_serves_and_shares_its_lifespan(tmp_pat
                 assert process.poll() is None, process.communicate()[0]
                 time.sleep(0.1)
         assert health.json()["chains"] == ["shout"]
+        (listed,) = httpx.get(f"{url}/ai/chains").json()["chains"]
+        assert listed["endpoints"] == {
+            "stream": "/ai/chains/shout/stream",
+            "invoke": "/ai/chains/shout/invoke",
+            "langserve": "/ai/langserve/shout/",
+        }
         assert httpx.get(f"{url}/own").json() == {"host": True}
         invoked = httpx.post(f"{url}/ai/chains/shout/invoke", json={"input": {"text": "hi"}})
         assert invoked.json()["output"] == "HI"

@@ -56,7 +56,7 @@ def _value_schema(annotation: Any) -> dict[str, Any]:
         return {}
 
 
-def _describe(chain: RegisteredChain) -> dict[str, Any]:
+def _describe(chain: RegisteredChain, root: str) -> dict[str, Any]:
     configurable = [
         {
             "id": spec.id,
@@ -74,17 +74,19 @@ def _describe(chain: RegisteredChain) -> dict[str, Any]:
         "input_schema": chain.spec.input_type.model_json_schema(),
         "configurable": configurable,
         "endpoints": {
-            "stream": f"/chains/{chain.name}/stream",
-            "invoke": f"/chains/{chain.name}/invoke",
-            "langserve": f"/langserve/{chain.name}/",
+            "stream": f"{root}/chains/{chain.name}/stream",
+            "invoke": f"{root}/chains/{chain.name}/invoke",
+            "langserve": f"{root}/langserve/{chain.name}/",
         },
     }
 
 
 @router.get("")
-async def list_chains(chains: ChainsDep) -> dict[str, Any]:
+async def list_chains(request: Request, chains: ChainsDep) -> dict[str, Any]:
     """List the chains with their input schemas and per-request configurable keys."""
-    return {"chains": [_describe(chain) for chain in chains.values()]}
+    # The paths a client calls: under `add_routes(path=...)` or a proxy's `--root-path` too.
+    root = request.scope.get("root_path", "").rstrip("/")
+    return {"chains": [_describe(chain, root) for chain in chains.values()]}
 
 
 @router.post("/{name}/stream", response_class=Response, responses=STREAM_RESPONSES)
