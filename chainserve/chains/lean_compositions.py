@@ -78,6 +78,30 @@ def chat_model_of(step: Runnable[Any, Any]) -> BaseChatModel | None:
     return None
 
 
+def configured_without_streaming(chain: Runnable[Any, Any]) -> bool:
+    """Whether a recognised chain's chat model has per-request fields but was not built with
+    `streaming=True`: LangChain rebuilds such a model for a request that sets a field, with an
+    explicit `streaming=False`, and the answer then comes in one piece."""
+    while is_plain_binding(chain):
+        chain = chain.bound
+    if not isinstance(chain, LeanSequence):
+        return False
+    step = chain.sequence.steps[-2]
+    for _ in range(_MAX_WRAPPERS):
+        if isinstance(step, RunnableConfigurableFields) and isinstance(step.default, BaseChatModel):
+            model = step.default
+            return "streaming" in type(model).model_fields and (
+                "streaming" not in model.model_fields_set or vars(model)["streaming"] is not True
+            )
+        if is_plain_binding(step):
+            step = step.bound
+        elif isinstance(step, RunnableConfigurableAlternatives):
+            step = step.default
+        else:
+            return False
+    return False
+
+
 def _is_prompt(step: Runnable[Any, Any]) -> bool:
     return isinstance(step, BasePromptTemplate) or (
         isinstance(step, DynamicRunnable) and isinstance(step.default, BasePromptTemplate)

@@ -2,6 +2,7 @@
 user's own chains (`user_chains.py`), built against one model configuration."""
 
 import importlib
+import logging
 import pkgutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -13,9 +14,11 @@ from langchain_core.runnables import ConfigurableFieldSpec, Runnable
 from pydantic import BaseModel
 
 from chainserve.chains.history import ThreadStore, with_thread_history
-from chainserve.chains.lean_compositions import lean
+from chainserve.chains.lean_compositions import configured_without_streaming, lean
 from chainserve.chains.models.factory import ModelConfig, ModelInfo
 from chainserve.chains.models.found import chain_model
+
+logger = logging.getLogger(__name__)
 
 QueryMapper = Callable[[Mapping[str, str]], dict[str, Any]]
 MessagesMapper = Callable[[list[BaseMessage]], dict[str, Any]]
@@ -111,6 +114,13 @@ def _build(
             f"chain {spec.name!r}: its build returned a {type(runnable).__name__}, not a Runnable"
         )
     runnable = lean(runnable, config)
+    if configured_without_streaming(runnable):
+        logger.warning(
+            "chain %r: a request that sets one of its model's configurable fields is answered "
+            "in one piece (LangChain rebuilds the model with streaming=False); build the model "
+            "with streaming=True to stream those too",
+            spec.name,
+        )
     if spec.memory:
         # The wrapper hides the chain's own types; restate them for schemas and LangServe.
         runnable = with_thread_history(runnable, threads, budget, config.model).with_types(

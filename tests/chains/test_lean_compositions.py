@@ -3,6 +3,7 @@ from the chain as written: the same output, the same request upstream, the same 
 tracer runs, `astream_events` and `astream_log`, on the same inputs."""
 
 import json
+import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from operator import itemgetter
@@ -31,10 +32,12 @@ from langchain_core.tracers.schemas import Run
 from langchain_openai import ChatOpenAI
 from langchain_openai.chat_models import base as langchain_openai_base
 
+from chainserve.chains import build_registry
 from chainserve.chains.lean_compositions import LeanSequence, lean
 from chainserve.chains.models.factory import ModelConfig
 from chainserve.chains.models.served_openai import ServedChatOpenAI
 from chainserve.chains.models.upstream_client import UpstreamClient
+from chainserve.chains.user_chains import spec_for_runnable
 from tests.support.mock_upstream import MockUpstream, Script
 
 pytestmark = pytest.mark.asyncio
@@ -365,3 +368,39 @@ async def test_any_chat_model_streams_lean_and_unchanged_in_output() -> None:
     served_chunks = [chunk async for chunk in served.astream(QUESTION)]
     original_chunks = [chunk async for chunk in original.astream(QUESTION)]
     assert served_chunks == original_chunks
+
+
+@pytest.mark.parametrize(
+    ("fields", "warned"),
+    [
+        pytest.param({}, True, id="streaming-unset"),
+        pytest.param({"streaming": False}, True, id="streaming-false"),
+        pytest.param({"streaming": True}, False, id="streaming-true"),
+    ],
+)
+async def test_start_up_warns_when_a_knob_would_turn_a_users_stream_into_one_piece(
+    fields: dict[str, Any],
+    warned: bool,
+    upstream: MockUpstream,
+    model_config: ModelConfig,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """LangChain rebuilds a configured model with an explicit `streaming=False` unless it was
+    built with `streaming=True`; the registry says so once, naming the chain."""
+    model = _model(upstream.base_url, **fields).configurable_fields(
+        temperature=ConfigurableField(id="temperature")
+    )
+    spec = spec_for_runnable("tuned", _prompt() | model | StrOutputParser())
+    with caplog.at_level(logging.WARNING, logger="chainserve.chains.registry"):
+        build_registry(model_config, extra=[spec], examples=False)
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("chain 'tuned'" in m and "streaming=True" in m for m in messages) is warned
+
+
+async def test_no_start_up_warning_for_a_model_without_knobs(
+    upstream: MockUpstream, model_config: ModelConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    spec = spec_for_runnable("plain", plain(upstream.base_url))
+    with caplog.at_level(logging.WARNING, logger="chainserve.chains.registry"):
+        build_registry(model_config, extra=[spec], examples=False)
+    assert not caplog.records
