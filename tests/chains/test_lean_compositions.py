@@ -5,7 +5,7 @@ tracer runs, `astream_events` and `astream_log`, on the same inputs."""
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from operator import itemgetter
 from typing import Any
 from uuid import UUID
@@ -242,17 +242,39 @@ def _tree(run: Run) -> dict[str, Any]:
     }
 
 
+async def observed_both_ways(
+    name: str,
+    base_url: str,
+    model_config: ModelConfig,
+    observe: Callable[[Runnable[Any, str], RunnableConfig | None], Awaitable[Any]],
+) -> list[Any]:
+    """What `observe` sees of the chain as written, then of the chain served lean, normalised."""
+    return [
+        normalised(await observe(chain, CONFIGS.get(name)))
+        for chain in both(name, base_url, model_config)
+    ]
+
+
+async def _tracer_tree(chain: Runnable[Any, str], config: RunnableConfig | None) -> Any:
+    with collect_runs() as collected:
+        await streamed(chain, config=config)
+    (root,) = [run for run in collected.traced_runs if run.parent_run_id is None]
+    return _tree(root)
+
+
+async def _events(chain: Runnable[Any, str], config: RunnableConfig | None) -> Any:
+    return [event async for event in chain.astream_events(QUESTION, config, version="v2")]
+
+
+async def _log(chain: Runnable[Any, str], config: RunnableConfig | None) -> Any:
+    return [patch.ops async for patch in chain.astream_log(QUESTION, config)]
+
+
 @pytest.mark.parametrize("name", CHAINS)
 async def test_tracer_runs_match_the_chain_as_written(
     name: str, upstream: MockUpstream, model_config: ModelConfig
 ) -> None:
-    original, served = both(name, upstream.base_url, model_config)
-    trees = []
-    for chain in (original, served):
-        with collect_runs() as collected:
-            await streamed(chain, config=CONFIGS.get(name))
-        (root,) = [run for run in collected.traced_runs if run.parent_run_id is None]
-        trees.append(normalised(_tree(root)))
+    trees = await observed_both_ways(name, upstream.base_url, model_config, _tracer_tree)
     assert trees[0] == trees[1]
     assert trees[1]["children"], "the sequence's steps are traced"
 
@@ -261,11 +283,7 @@ async def test_tracer_runs_match_the_chain_as_written(
 async def test_astream_events_match_the_chain_as_written(
     name: str, upstream: MockUpstream, model_config: ModelConfig
 ) -> None:
-    original, served = both(name, upstream.base_url, model_config)
-    streams = []
-    for chain in (original, served):
-        events = [e async for e in chain.astream_events(QUESTION, CONFIGS.get(name), version="v2")]
-        streams.append(normalised(events))
+    streams = await observed_both_ways(name, upstream.base_url, model_config, _events)
     assert streams[0] == streams[1]
     assert [event["event"] for event in streams[1]].count("on_chat_model_end") == 1
 
@@ -274,12 +292,9 @@ async def test_astream_events_match_the_chain_as_written(
 async def test_astream_log_matches_the_chain_as_written(
     name: str, upstream: MockUpstream, model_config: ModelConfig
 ) -> None:
-    original, served = both(name, upstream.base_url, model_config)
-    logs = []
-    for chain in (original, served):
-        patches = [p.ops async for p in chain.astream_log(QUESTION, CONFIGS.get(name))]
-        logs.append(normalised(patches))
+    logs = await observed_both_ways(name, upstream.base_url, model_config, _log)
     assert logs[0] == logs[1]
+    assert logs[1], "the log has patches"
 
 
 async def test_a_plain_stream_skips_the_sequence_and_a_traced_one_runs_it(
