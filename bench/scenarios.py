@@ -67,7 +67,7 @@ FULL = Plan(
     sweep_levels=(100, 300, 1000),
     sweep_tokens=200,
     sweep_timeout=12.0,
-    max_seconds=1200.0,
+    max_seconds=1500.0,
 )
 SMOKE = Plan(
     name="smoke",
@@ -78,7 +78,7 @@ SMOKE = Plan(
     sweep_levels=(20,),
     sweep_tokens=40,
     sweep_timeout=15.0,
-    max_seconds=150.0,
+    max_seconds=200.0,
     capacity_levels=(10, 20),
     capacity_rounds=1,
     multi_streams=40,
