@@ -10,6 +10,7 @@ from langchain_core.messages import BaseMessage
 from langchain_core.runnables import ConfigurableField, Runnable
 from pydantic import Field, SecretStr
 
+from chainserve.chains.models.knobbed_model import KnobbedChatModel
 from chainserve.chains.models.offline import OFFLINE_MODEL_NAME, OfflineChatModel
 from chainserve.chains.models.upstream_client import UpstreamClient
 from chainserve.chains.retrieval.retrievers import Retrieval
@@ -132,23 +133,26 @@ def build_model(config: ModelConfig) -> Runnable[LanguageModelInput, BaseMessage
     # An Enum annotation (not ConfigurableFieldSingleOption) so the model is rebuilt only
     # when a request actually sets a key, and schemas still list the allowed names.
     choices = enum.Enum("Model", {name: name for name in config.model_choices})  # type: ignore[misc]
-    return _build_base_model(config).configurable_fields(
-        model_name=ConfigurableField(
+    fields = {
+        "model_name": ConfigurableField(
             id=MODEL_KEY,
             name="Model",
             description="Which model answers this request.",
             annotation=choices,
         ),
-        temperature=ConfigurableField(
+        "temperature": ConfigurableField(
             id=TEMPERATURE_KEY,
             name="Temperature",
             description="Sampling temperature, 0 to 2.",
             annotation=Temperature,
         ),
-        max_tokens=ConfigurableField(
+        "max_tokens": ConfigurableField(
             id=MAX_TOKENS_KEY,
             name="Max output tokens",
             description=_max_tokens_description(config.max_output_tokens),
             annotation=Annotated[int, Field(ge=1, le=config.max_output_tokens)],
         ),
-    )
+    }
+    # `configurable_fields(**fields)`, keeping its knobs through `bind_tools` and
+    # `with_structured_output` (`knobbed_model.py`).
+    return KnobbedChatModel(default=_build_base_model(config), fields=fields)
