@@ -7,8 +7,9 @@ tool-call pieces), or values: a `dict` snapshot from `JsonOutputParser` or
 `RunnableParallel`. `OutputEvents` turns each chunk into named events:
 
 - `object`: `{"value": ...}`, the whole structured output so far. Snapshots replace the
-  value; `AddableDict` deltas are added to it as LangChain adds them (`+`). `finish` ends
-  with one more `object` event marked `"complete": true`.
+  value; `AddableDict` deltas are added to it as LangChain adds them (`+`), and say so with
+  `"merged": true` (any key's value may still grow, not only the last one's). `finish`
+  ends with one more `object` event marked `"complete": true`.
 - `tool_call_delta`: `{"index", "id", "name", "arguments_delta"}`, a piece of a tool call's
   JSON arguments as the model streams it.
 - `tool_call`: `{"index", "id", "name", "arguments"}` once the model's message has ended,
@@ -55,19 +56,24 @@ class OutputEvents:
             return []
         if isinstance(chunk, BaseMessage):
             return self._message(chunk)
-        if isinstance(chunk, AddableDict) and self.has_value and isinstance(self.value, dict):
-            self.value = self.value + chunk if isinstance(self.value, AddableDict) else chunk
+        if isinstance(chunk, AddableDict) and isinstance(self.value, AddableDict):
+            self.value = self.value + chunk
         else:
             self.value = chunk
         self.has_value = True
-        return [("object", {"value": self.value})]
+        return [("object", self._object())]
 
     def finish(self) -> list[OutputEvent]:
         """The events that close the run's output: open tool calls, the complete object."""
         events = self._close_calls()
         if self.has_value:
-            events.append(("object", {"value": self.value, "complete": True}))
+            events.append(("object", {**self._object(), "complete": True}))
         return events
+
+    def _object(self) -> dict[str, Any]:
+        if isinstance(self.value, AddableDict):
+            return {"value": self.value, "merged": True}
+        return {"value": self.value}
 
     def tool_calls(self) -> list[dict[str, Any]]:
         """The complete tool calls, as `GET /runs/{id}` and `/v1` report them."""

@@ -77,7 +77,7 @@ def run_turn(
     styled = styled_output(plain=options.plain)
     try:
         with answer_view(styled=styled) as view:
-            summary = client.stream(chain["name"], body, view.write)
+            summary = client.stream(chain["name"], body, view.write, note)
     except ClientError as exc:
         if thread and exc.status == 404 and "thread" in str(exc):
             message = f"no thread {thread!r} on this server (start one without --thread)"

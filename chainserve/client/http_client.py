@@ -152,29 +152,43 @@ class Client:
         return thread
 
     def stream(
-        self, name: str, body: dict[str, Any], on_text: Callable[[str], None]
+        self,
+        name: str,
+        body: dict[str, Any],
+        on_text: Callable[[str], None],
+        on_step: Callable[[str], None] | None = None,
     ) -> dict[str, Any]:
-        """Pass the run's text to `on_text` as it arrives; return its `end` summary, which
-        holds the `sources` a retrieval chain announced."""
+        """Pass the run's text to `on_text` as it arrives (a structured output as indented
+        JSON once complete) and a line per tool call or result to `on_step`; return its `end`
+        summary, which holds the `sources` a retrieval chain announced."""
         self.run_id = None
         try:
             with self.http.stream("POST", f"/chains/{name}/stream", json=body) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise ClientError(_error_text(response), response.status_code)
-                return self._read_events(response, on_text)
+                return self._read_events(response, on_text, on_step or _ignore)
         except httpx.HTTPError as exc:
             if isinstance(exc, httpx.ReadTimeout):
                 raise self._transport_error(exc, RUN_TIMEOUT) from None
             raise ClientError(f"the connection to {self.url} broke: {one_line(str(exc))}") from None
 
     def _read_events(
-        self, response: httpx.Response, on_text: Callable[[str], None]
+        self,
+        response: httpx.Response,
+        on_text: Callable[[str], None],
+        on_step: Callable[[str], None],
     ) -> dict[str, Any]:
         sources: list[dict[str, Any]] | None = None
         for event in sse_events(response.iter_lines()):
             if event.event == "data":
                 on_text(_text(event.json()))
+            elif event.event == "object":
+                data = event.json()
+                if isinstance(data, dict) and data.get("complete"):
+                    on_text(json.dumps(data.get("value"), indent=2, ensure_ascii=False) + "\n")
+            elif event.event in ("tool_call", "tool_result"):
+                on_step(_step_line(event.event, event.json()))
             elif event.event == "metadata":
                 run = _field(event.json(), "run_id")
                 self.run_id = run if isinstance(run, str) else None
@@ -197,11 +211,27 @@ def _field(data: Any, name: str) -> Any:
 
 
 def _text(chunk: Any) -> str:
+    """A text chunk, or a model message's text; a value is printed whole from its `object`."""
     if isinstance(chunk, str):
         return chunk
-    if isinstance(chunk, dict) and isinstance(chunk.get("content"), str):
-        return str(chunk["content"])
+    if isinstance(chunk, dict) and chunk.get("type") in ("ai", "AIMessageChunk"):
+        content = chunk.get("content")
+        return content if isinstance(content, str) else ""
     return ""
+
+
+def _ignore(_line: str) -> None:
+    return None
+
+
+def _step_line(kind: str, data: Any) -> str:
+    """`[tool call] calculator {"expression": "2+2"}` or `[tool result] calculator: 4`."""
+    if not isinstance(data, dict):
+        return f"[{kind.replace('_', ' ')}]"
+    if kind == "tool_call":
+        arguments = json.dumps(data.get("arguments"), ensure_ascii=False)
+        return f"[tool call] {data.get('name')} {arguments}"
+    return f"[tool result] {data.get('name')}: {data.get('content')}"
 
 
 def _sources(data: Any) -> list[dict[str, Any]]:

@@ -4,9 +4,12 @@ import json
 from pathlib import Path
 
 import httpx
+from langchain_core.messages import AIMessageChunk
 
 from chainserve.api.protocols.ui_message import UIMessageProtocol
+from chainserve.api.runs.encoding import to_json
 from chainserve.api.runs.log import RunEvent
+from chainserve.chains.output_events import OutputEvents
 from tests.conftest import ServerFactory, offline_settings
 from tests.support.mock_upstream import MockUpstream, Script
 from tests.support.node import read_with_ai_sdk
@@ -96,20 +99,24 @@ def _frames(protocol: UIMessageProtocol, events: list[tuple[str, object]]) -> by
 
 
 def test_reasoning_and_tool_call_chunks_become_their_parts(tmp_path: Path) -> None:
-    """Message-chunk outputs (a chain ending in a chat model) keep reasoning and tool calls."""
+    """Message-chunk outputs (a chain ending in a chat model) keep reasoning and tool calls:
+    the run log holds each raw chunk and then its output events, as the run manager writes
+    them."""
     metadata = {"run_id": "r1", "chain": "agent", "model": {"provider": "openai", "name": "m"}}
-    transcript = _frames(
-        UIMessageProtocol(),
-        [
-            ("metadata", metadata),
-            ("data", {"content": "", "additional_kwargs": {"reasoning_content": "Thinking"}}),
-            ("data", {"content": "Let me look.", "tool_call_chunks": [
-                {"index": 0, "id": "call_1", "name": "search", "args": '{"q": '},
-            ]}),
-            ("data", {"content": "", "tool_call_chunks": [{"index": 0, "args": '"sse"}'}]}),
-            ("end", {"finish_reason": "tool_calls", "usage": None, "timings": {}}),
-        ],
-    )  # fmt: skip
+    chunks = [
+        AIMessageChunk("", additional_kwargs={"reasoning_content": "Thinking"}),
+        AIMessageChunk("Let me look.", tool_call_chunks=[
+            {"index": 0, "id": "call_1", "name": "search", "args": '{"q": '},
+        ]),
+        AIMessageChunk("", tool_call_chunks=[{"index": 0, "args": '"sse"}'}],
+                       response_metadata={"finish_reason": "tool_calls"}),
+    ]  # fmt: skip
+    outputs = OutputEvents()
+    logged: list[tuple[str, object]] = [("metadata", metadata)]
+    for chunk in chunks:
+        logged += [("data", json.loads(to_json(chunk))), *outputs.feed(chunk)]
+    logged += [*outputs.finish(), ("end", {"finish_reason": "tool_calls", "usage": None})]
+    transcript = _frames(UIMessageProtocol(), logged)
     path = tmp_path / "stream.txt"
     path.write_bytes(transcript)
     result = read_with_ai_sdk("--file", str(path))

@@ -4,8 +4,9 @@ import json
 from typing import Any
 
 from fastapi.sse import format_sse_event
+from langchain_core.messages import BaseMessage
 
-from chainserve.api.runs.encoding import to_json
+from chainserve.api.runs.encoding import MESSAGE_TYPES, to_json
 from chainserve.api.runs.log import RunEvent
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error"}
@@ -26,13 +27,53 @@ def openai_error(
 
 
 def text_of(value: Any) -> str:
-    """The text in a chain output or chunk: a string, or a message's string content."""
+    """The text in a chain output or chunk: a string, or a model message's text content (a
+    message as LangServe's JSON too). Any other value (a dict, a list) is not text."""
     if isinstance(value, str):
         return value
-    if isinstance(value, dict) and isinstance(value.get("content"), str):
-        return str(value["content"])
-    content = getattr(value, "content", None)
+    if isinstance(value, dict):
+        content = value.get("content") if value.get("type") in MESSAGE_TYPES else None
+    elif isinstance(value, BaseMessage):
+        content = value.content
+    else:
+        return ""
+    if isinstance(content, list):  # content blocks: only the text ones are text
+        return "".join(
+            str(block.get("text", "")) if isinstance(block, dict) else str(block)
+            for block in content
+            if isinstance(block, str) or (isinstance(block, dict) and block.get("type") == "text")
+        )
     return content if isinstance(content, str) else ""
+
+
+def tool_call_json(call: dict[str, Any]) -> dict[str, Any]:
+    """A complete tool call (`chains/output_events.py`) in Chat Completions' shape."""
+    arguments = call["arguments"]
+    text = arguments if isinstance(arguments, str) else to_json(arguments)
+    return {
+        "id": call["id"],
+        "type": "function",
+        "function": {"name": call["name"], "arguments": text},
+    }
+
+
+def completion_message(output: Any) -> tuple[dict[str, Any], str | None]:
+    """A chain's whole output as a Chat Completions `message`, and the finish reason it
+    implies: text as content, a model message's text and tool calls, any other value (a
+    structured output, a dict) as its JSON text."""
+    message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
+    if isinstance(output, BaseMessage):
+        message["content"] = text_of(output)
+        calls = getattr(output, "tool_calls", None) or []
+        if calls:
+            message["tool_calls"] = [
+                tool_call_json({"id": c.get("id") or "", "name": c["name"], "arguments": c["args"]})
+                for c in calls
+            ]
+            return message, "tool_calls"
+        return message, None
+    message["content"] = output if isinstance(output, str) else to_json(output)
+    return message, None
 
 
 def openai_usage(usage: dict[str, Any] | None) -> dict[str, int] | None:
@@ -47,7 +88,8 @@ def openai_usage(usage: dict[str, Any] | None) -> dict[str, int] | None:
 
 
 class OpenAIChatProtocol:
-    """One `chat.completion.chunk` stream: role first, content deltas, finish, usage, DONE."""
+    """One `chat.completion.chunk` stream: role first, content deltas (text, or a structured
+    output's JSON text), tool-call deltas, finish, usage, DONE."""
 
     headers: dict[str, str] = {}  # noqa: RUF012 - never mutated
 
@@ -60,6 +102,10 @@ class OpenAIChatProtocol:
             "system_fingerprint": None,
         }
         self._include_usage = include_usage
+        self._json_sent = ""
+        """The structured output's JSON text sent so far (`_object`)."""
+        self._calls_sent: set[int] = set()
+        """Tool calls (by index) whose first delta went out."""
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
@@ -74,6 +120,13 @@ class OpenAIChatProtocol:
         if event.event == "data":
             text = text_of(json.loads(event.data))
             return self._chunk({"content": text}) if text else b""
+        if event.event == "object":
+            return self._object(json.loads(event.data))
+        if event.event in ("tool_call_delta", "tool_call"):
+            return self._tool_call(event.event, json.loads(event.data))
+        if event.event == "reasoning":
+            # Not in OpenAI's schema; the field OpenAI-compatible servers (vLLM, DeepSeek) use.
+            return self._chunk({"reasoning_content": json.loads(event.data)["delta"]})
         if event.event == "end":
             return self._finish(json.loads(event.data))
         if event.event == "error":
@@ -82,8 +135,50 @@ class OpenAIChatProtocol:
             return _data(openai_error(status, error.get("code"), error.get("message", "")))
         return b""
 
+    def _object(self, body: dict[str, Any]) -> bytes:
+        """A structured output as content: its JSON text, streamed as it grows. A snapshot's
+        text up to its still-open end (closing quotes and brackets) only ever grows, so that
+        part goes out now and the closing characters with the complete object."""
+        complete = bool(body.get("complete"))
+        if body.get("merged") and not complete:
+            return b""  # any key may still grow: its JSON text goes out whole, at the end
+        text = to_json(body["value"])
+        if not complete:
+            text = text.rstrip('"}]')
+        if not text.startswith(self._json_sent):
+            if not complete:
+                return b""
+            # Never seen (a snapshot's JSON only grows), but never a silently wrong answer.
+            message = "the structured output changed shape while streaming; GET /runs/{id} has it"
+            return _data(openai_error(500, "output_unstreamable", message))
+        if len(text) == len(self._json_sent):
+            return b""
+        delta, self._json_sent = text[len(self._json_sent) :], text
+        return self._chunk({"content": delta})
+
+    def _tool_call(self, kind: str, call: dict[str, Any]) -> bytes:
+        index = int(call["index"])
+        if kind == "tool_call" and index in self._calls_sent:
+            return b""  # its arguments already went out as deltas
+        first = index not in self._calls_sent
+        self._calls_sent.add(index)
+        if kind == "tool_call":  # a whole call with no deltas before it
+            arguments = tool_call_json(call)["function"]["arguments"]
+        else:
+            arguments = call["arguments_delta"]
+        piece: dict[str, Any] = {"index": index, "function": {"arguments": arguments}}
+        if first:
+            piece = {"index": index, "id": call["id"], "type": "function",
+                     "function": {"name": call["name"], "arguments": arguments}}  # fmt: skip
+        return self._chunk({"tool_calls": [piece]})
+
     def _finish(self, summary: dict[str, Any]) -> bytes:
-        frames = self._chunk({}, summary.get("finish_reason") or "stop")
+        reason = summary.get("finish_reason") or "stop"
+        if self._calls_sent:
+            reason = "tool_calls"
+        elif reason == "tool_calls":
+            reason = "stop"  # the calls were made inside the chain, not asked of the client
+        frames = self._chunk({}, reason)
         if self._include_usage:
             usage = openai_usage(summary.get("usage"))
             frames += _data({**self._base, "choices": [], "usage": usage})

@@ -1,7 +1,8 @@
 """The Vercel AI SDK's UI message stream (protocol v1), as `useChat` reads it.
 
 Parts: `start`, `start-step`, then `text-*` (and `reasoning-*`, `tool-input-*` when a
-chain's message chunks carry them), `finish-step`, `finish`, and `data: [DONE]`. Failures
+chain's message chunks carry them; a structured output as one `data-object` part, updated
+in place), `finish-step`, `finish`, and `data: [DONE]`. Failures
 become an `error` part; a cancelled run an `abort` part.
 """
 
@@ -10,7 +11,7 @@ from typing import Any
 
 from fastapi.sse import format_sse_event
 
-from chainserve.api.runs.encoding import to_json
+from chainserve.api.runs.encoding import MESSAGE_TYPES, to_json
 from chainserve.api.runs.log import RunEvent
 
 HEADERS = {"x-vercel-ai-ui-message-stream": "v1"}
@@ -43,7 +44,7 @@ class UIMessageProtocol:
 
     def __init__(self) -> None:
         self._open: set[str] = set()  # "text" / "reasoning" blocks begun and not yet ended
-        self._tools: dict[int, dict[str, str]] = {}  # tool-call chunks by index
+        self._tools: dict[int, dict[str, str]] = {}  # tool calls begun, by index
 
     def frame(self, event: RunEvent) -> bytes:
         data = json.loads(event.data)
@@ -53,6 +54,13 @@ class UIMessageProtocol:
             return _part(start) + _part({"type": "start-step"})
         if event.event == "data":
             return self._chunk(data)
+        if event.event == "reasoning":
+            return self._delta("reasoning", data["delta"])
+        if event.event in ("tool_call_delta", "tool_call"):
+            return self._tool_input(event.event, data)
+        if event.event == "object":
+            # One live-updating data part: the AI SDK replaces a data part with the same id.
+            return _part({"type": "data-object", "id": "output", "data": data["value"]})
         if event.event == "sources":
             return b"".join(_part(_source_part(source)) for source in data.get("sources", ()))
         if event.event == "end":
@@ -73,18 +81,11 @@ class UIMessageProtocol:
     def _chunk(self, data: Any) -> bytes:
         if isinstance(data, str):
             return self._delta("text", data)
-        if not isinstance(data, dict):
-            return b""
-        frames = b""
-        reasoning = (data.get("additional_kwargs") or {}).get("reasoning_content")
-        if isinstance(reasoning, str) and reasoning:
-            frames += self._delta("reasoning", reasoning)
+        if not isinstance(data, dict) or data.get("type") not in MESSAGE_TYPES:
+            return b""  # a value (structured output, a dict): its `object` events carry it
         content = data.get("content")
-        if isinstance(content, str) and content:
-            frames += self._delta("text", content)
-        for call in data.get("tool_call_chunks") or []:
-            frames += self._tool_chunk(call)
-        return frames
+        # Reasoning and tool calls arrive as their own events (`chains/output_events.py`).
+        return self._delta("text", content) if isinstance(content, str) and content else b""
 
     def _delta(self, kind: str, text: str) -> bytes:
         frames = b""
@@ -93,48 +94,33 @@ class UIMessageProtocol:
             frames += _part({"type": f"{kind}-start", "id": kind})
         return frames + _part({"type": f"{kind}-delta", "id": kind, "delta": text})
 
-    def _tool_chunk(self, call: dict[str, Any]) -> bytes:
-        index = int(call.get("index") or 0)
+    def _tool_input(self, kind: str, call: dict[str, Any]) -> bytes:
+        """`tool-input-start`, `-delta`s as the arguments stream, `-available` once whole."""
+        index = int(call["index"])
         frames = b""
         tool = self._tools.get(index)
         if tool is None:
-            tool = {
-                "id": str(call.get("id") or f"call-{index}"),
-                "name": str(call.get("name") or ""),
-                "args": "",
-            }
-            self._tools[index] = tool
+            tool = self._tools[index] = {"id": call["id"] or f"call-{index}", "name": call["name"]}
             frames += _part(
                 {"type": "tool-input-start", "toolCallId": tool["id"], "toolName": tool["name"]}
             )
-        if call.get("args"):
-            tool["args"] += str(call["args"])
-            frames += _part(
-                {
-                    "type": "tool-input-delta",
-                    "toolCallId": tool["id"],
-                    "inputTextDelta": str(call["args"]),
-                }
-            )
-        return frames
+        if kind == "tool_call_delta":
+            if call["arguments_delta"]:
+                delta = call["arguments_delta"]
+                frames += _part(
+                    {"type": "tool-input-delta", "toolCallId": tool["id"], "inputTextDelta": delta}
+                )
+            return frames
+        available = {
+            "type": "tool-input-available",
+            "toolCallId": tool["id"],
+            "toolName": tool["name"],
+        }
+        return frames + _part({**available, "input": call["arguments"]})
 
     def _close(self) -> bytes:
         frames = b"".join(_part({"type": f"{kind}-end", "id": kind}) for kind in sorted(self._open))
         self._open.clear()
-        for tool in self._tools.values():
-            try:
-                arguments: Any = json.loads(tool["args"] or "{}")
-            except ValueError:
-                arguments = tool["args"]
-            frames += _part(
-                {
-                    "type": "tool-input-available",
-                    "toolCallId": tool["id"],
-                    "toolName": tool["name"],
-                    "input": arguments,
-                }
-            )
-        self._tools.clear()
         return frames
 
     def error_body(self, status: int, error: dict[str, Any]) -> dict[str, Any]:

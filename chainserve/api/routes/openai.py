@@ -15,9 +15,9 @@ from chainserve.api.errors.openai_shape import OpenAIRequestError
 from chainserve.api.errors.responses import REFUSALS, RUN_FAILURES, error_responses
 from chainserve.api.protocols.openai_chat import (
     OpenAIChatProtocol,
+    completion_message,
     openai_error,
     openai_usage,
-    text_of,
 )
 from chainserve.api.runs.calls import Failed, invoke, start_stream
 from chainserve.api.runs.request import OnDisconnect, check_thread, prepare_run, with_thread
@@ -211,12 +211,13 @@ async def _complete(
         payload = openai_error(error.status, error.code, error.message)
         return JSONResponse(payload, error.status, headers={**headers, **error.headers()})
     summary = run.summary()
-    message = {"role": "assistant", "content": text_of(result.output), "refusal": None}
+    message, reason = completion_message(result.output)
+    finish = reason or summary["finish_reason"] or "stop"
     choice = {
         "index": 0,
         "message": message,
         "logprobs": None,
-        "finish_reason": summary["finish_reason"] or "stop",
+        "finish_reason": "stop" if finish == "tool_calls" and reason is None else finish,
     }
     completion = {
         "id": completion_id,

@@ -6,6 +6,9 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
+MESSAGE_TYPES = frozenset({"ai", "AIMessage", "AIMessageChunk"})
+"""The `type` of a model's message as JSON: the chunks whose `content` is the answer's text."""
+
 
 def _default(value: Any) -> Any:
     if isinstance(value, BaseModel):

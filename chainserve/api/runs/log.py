@@ -34,6 +34,10 @@ class RunRecord:
     owner: str | None = None
     """The key id that started the run; None: unowned (no keys, or from before owners)."""
     output: str = ""
+    structured_output: Any = None
+    """The chain's whole structured output (a JSON value), when it streams one."""
+    tool_calls: list[dict[str, Any]] | None = None
+    """The tool calls its model made, complete (`chains/output_events.py`)."""
     usage: dict[str, Any] | None = None
     finish_reason: str | None = None
     timings: dict[str, Any] = field(default_factory=dict)

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from chainserve.api.errors.typed import ChainError, classify, log_failure
 from chainserve.api.request_state import HOLD_STREAM_SLOT
-from chainserve.api.runs.encoding import to_json
+from chainserve.api.runs.encoding import to_json, to_jsonable
 from chainserve.api.runs.log import RunLog, RunRecord
 from chainserve.api.runs.run import Run
 from chainserve.api.runs.shutdown import Drain
@@ -69,10 +69,18 @@ class RunManager:
 
     async def _relay(self, run: Run, chunks: AsyncIterator[Any]) -> None:
         async for chunk in chunks:
-            if isinstance(chunk, str) and not chunk:
-                continue  # the usage-only chunk says nothing to a client
-            run.mark_chunk()
-            await self.log.append(run.run_id, "data", to_json(chunk), _text(chunk))
+            if isinstance(chunk, str):
+                if not chunk:
+                    continue  # the usage-only chunk says nothing to a client
+                run.mark_chunk()
+                await self.log.append(run.run_id, "data", to_json(chunk), chunk)
+            else:
+                run.mark_chunk()
+                await self.log.append(run.run_id, "data", to_json(chunk), _text(chunk))
+                # After the raw chunk (LangServe's shape, kept for every client): what it
+                # means in the event model (`chains/output_events.py`).
+                for name, body in run.outputs.feed(chunk):
+                    await self.log.append(run.run_id, name, to_json(body))
             if run.chunks == 1:
                 # Let the stream's reader send the headers and the first token now: when
                 # the provider's first read holds many tokens, this task would otherwise
@@ -95,6 +103,8 @@ class RunManager:
                 self._closing.discard(run.run_id)
             raise
         else:
+            for name, body in run.outputs.finish():
+                await self.log.append(run.run_id, name, to_json(body))
             run.finish("done")
             summary = run.summary()
             await self.log.finish(run.run_id, self._changes(run), "end", to_json(summary))
@@ -109,11 +119,15 @@ class RunManager:
 
     def _changes(self, run: Run, **extra: Any) -> dict[str, Any]:
         summary = run.summary()
+        outputs = run.outputs
         return {
             "status": run.status,
             "usage": summary["usage"],
             "finish_reason": summary["finish_reason"],
             "timings": summary["timings"],
+            # What text cannot hold, kept for `GET /runs/{id}` (partial for a failed run).
+            "structured_output": to_jsonable(outputs.value) if outputs.has_value else None,
+            "tool_calls": outputs.tool_calls() or None,
             **extra,
         }
 

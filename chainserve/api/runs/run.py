@@ -17,6 +17,7 @@ from langchain_core.runnables import RunnableConfig
 from chainserve.api.observability.metrics import OBSERVING, RequestObservation
 from chainserve.api.runs.log import RunStatus
 from chainserve.chains import ModelInfo
+from chainserve.chains.output_events import OutputEvents
 
 logger = logging.getLogger("chainserve.runs")
 
@@ -106,6 +107,8 @@ class Run:
     """The key id the run belongs to (None: unowned, a server without keys)."""
     chunks: int = 0
     stats: UsageCollector = field(default_factory=UsageCollector)
+    outputs: OutputEvents = field(default_factory=OutputEvents, repr=False)
+    """What the run's chunks mean beyond text: structured output, tool calls."""
     streamed: bool = True
     """False for a run answered in one piece: its "first token" is its whole answer."""
     error_code: str | None = None

@@ -1,6 +1,7 @@
 """The one model factory: `ChatOpenAI` when an upstream is configured, else the offline model."""
 
 import enum
+import functools
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
@@ -130,15 +131,25 @@ def _max_tokens_description(cap: int | None) -> str:
 def build_model(config: ModelConfig) -> Runnable[LanguageModelInput, BaseMessage]:
     """Build the chat model with `model`, `temperature` and `max_tokens` switchable per request
     (`max_tokens` only below the server's cap)."""
+    # `configurable_fields(**fields)`, keeping its knobs through `bind_tools` and
+    # `with_structured_output` (`knobbed_model.py`).
+    fields = _knobs(config.model_choices, config.max_output_tokens)
+    return KnobbedChatModel(default=_build_base_model(config), fields=fields)
+
+
+@functools.cache
+def _knobs(choices: tuple[str, ...], cap: int | None) -> dict[str, ConfigurableField]:
+    """The knobs, one set per configuration: a chain that builds several models (parallel
+    branches, a router) declares each knob once only if its specs are the same objects."""
     # An Enum annotation (not ConfigurableFieldSingleOption) so the model is rebuilt only
     # when a request actually sets a key, and schemas still list the allowed names.
-    choices = enum.Enum("Model", {name: name for name in config.model_choices})  # type: ignore[misc]
-    fields = {
+    models = enum.Enum("Model", {name: name for name in choices})  # type: ignore[misc]
+    return {
         "model_name": ConfigurableField(
             id=MODEL_KEY,
             name="Model",
             description="Which model answers this request.",
-            annotation=choices,
+            annotation=models,
         ),
         "temperature": ConfigurableField(
             id=TEMPERATURE_KEY,
@@ -149,10 +160,7 @@ def build_model(config: ModelConfig) -> Runnable[LanguageModelInput, BaseMessage
         "max_tokens": ConfigurableField(
             id=MAX_TOKENS_KEY,
             name="Max output tokens",
-            description=_max_tokens_description(config.max_output_tokens),
-            annotation=Annotated[int, Field(ge=1, le=config.max_output_tokens)],
+            description=_max_tokens_description(cap),
+            annotation=Annotated[int, Field(ge=1, le=cap)],
         ),
     }
-    # `configurable_fields(**fields)`, keeping its knobs through `bind_tools` and
-    # `with_structured_output` (`knobbed_model.py`).
-    return KnobbedChatModel(default=_build_base_model(config), fields=fields)
