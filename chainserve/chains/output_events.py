@@ -15,6 +15,9 @@ tool-call pieces), or values: a `dict` snapshot from `JsonOutputParser` or
 - `tool_call`: `{"index", "id", "name", "arguments"}` once the model's message has ended,
   arguments parsed (a string when they are not valid JSON, with `"invalid": true`).
 - `reasoning`: `{"delta": ...}`, reasoning text a model sends besides its answer.
+- `step` and `tool_result`: an agent's turns and what its tools returned; they arrive as
+  `EventChunk`s (`chains/agents.py`) and pass through as they are. Tool calls made inside an
+  agent's step carry that step's `"step"` index: the agent runs them, not the client.
 
 Text itself is not an event here: it stays the chunk it always was (the `data` event).
 """
@@ -29,6 +32,14 @@ from langchain_core.runnables.utils import AddableDict
 OutputEvent = tuple[str, dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class EventChunk:
+    """A chunk that is only an output event, with no `data` of its own (an agent's step)."""
+
+    name: str
+    body: dict[str, Any]
+
+
 @dataclass
 class _Call:
     index: int
@@ -37,6 +48,7 @@ class _Call:
     arguments: str = ""
     parsed: Any = None
     done: bool = False
+    step: int | None = None
 
 
 @dataclass
@@ -49,11 +61,18 @@ class OutputEvents:
     calls: list[_Call] = field(default_factory=list)
     """Every tool call the run's model made, in order."""
     _open: dict[int, _Call] = field(default_factory=dict)
+    _step: int | None = None
+    """The agent step under way, whose tool calls the agent runs itself."""
 
     def feed(self, chunk: Any) -> list[OutputEvent]:
         """The events one chunk adds (none for text)."""
         if isinstance(chunk, str) or chunk is None:
             return []
+        if isinstance(chunk, EventChunk):
+            if chunk.name == "step":
+                started = chunk.body.get("status") == "start"
+                self._step = chunk.body.get("index") if started else None
+            return [(chunk.name, chunk.body)]
         if isinstance(chunk, BaseMessage):
             return self._message(chunk)
         if isinstance(chunk, AddableDict) and isinstance(self.value, AddableDict):
@@ -91,7 +110,9 @@ class OutputEvents:
                 events.extend(self._close_calls())
         elif isinstance(message, AIMessage):
             for call in message.tool_calls:
-                whole = _Call(len(self.calls), str(call.get("id") or ""), call["name"])
+                whole = _Call(
+                    len(self.calls), str(call.get("id") or ""), call["name"], step=self._step
+                )
                 whole.arguments, whole.parsed = json.dumps(call["args"]), call["args"]
                 whole.done = True
                 self.calls.append(whole)
@@ -104,6 +125,7 @@ class OutputEvents:
         call = self._open.get(index)
         if call is None:
             call = _Call(len(self.calls), str(piece.get("id") or ""), str(piece.get("name") or ""))
+            call.step = self._step
             self._open[index] = call
             self.calls.append(call)
         call.id = call.id or str(piece.get("id") or "")
@@ -111,7 +133,7 @@ class OutputEvents:
         delta = piece.get("args") or ""
         call.arguments += delta
         body = {"index": call.index, "id": call.id, "name": call.name, "arguments_delta": delta}
-        return [("tool_call_delta", body)]
+        return [("tool_call_delta", _in_step(body, call))]
 
     def _close_calls(self) -> list[OutputEvent]:
         events: list[OutputEvent] = []
@@ -129,8 +151,12 @@ class OutputEvents:
 def _call_event(call: _Call) -> dict[str, Any]:
     body: dict[str, Any] = {"index": call.index, "id": call.id, "name": call.name}
     if call.parsed is None and call.arguments.strip():
-        return {**body, "arguments": call.arguments, "invalid": True}
-    return {**body, "arguments": call.parsed if call.parsed is not None else {}}
+        return _in_step({**body, "arguments": call.arguments, "invalid": True}, call)
+    return _in_step({**body, "arguments": call.parsed if call.parsed is not None else {}}, call)
+
+
+def _in_step(body: dict[str, Any], call: _Call) -> dict[str, Any]:
+    return body if call.step is None else {**body, "step": call.step}
 
 
 def _ends(message: BaseMessageChunk) -> bool:

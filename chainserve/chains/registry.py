@@ -13,6 +13,7 @@ from langchain_core.messages import BaseMessage
 from langchain_core.runnables import ConfigurableFieldSpec, Runnable
 from pydantic import BaseModel
 
+from chainserve.chains.agents import as_agent, model_parts
 from chainserve.chains.history import ThreadStore, with_thread_history
 from chainserve.chains.lean_compositions import configured_without_streaming, lean
 from chainserve.chains.models.factory import ModelConfig, ModelInfo
@@ -113,7 +114,7 @@ def _build(
         raise ChainLoadError(
             f"chain {spec.name!r}: its build returned a {type(runnable).__name__}, not a Runnable"
         )
-    runnable = lean(runnable, config)
+    runnable = as_agent(lean(runnable, config))
     if configured_without_streaming(runnable):
         logger.warning(
             "chain %r: a request that sets one of its model's configurable fields is answered "
@@ -165,5 +166,5 @@ def build_registry(
         if config.retrieval is None and spec.needs_retrieval:
             continue
         runnable = _build(spec, config, threads, history_token_budget)
-        served[spec.name] = RegisteredChain(spec, runnable, chain_model(runnable))
+        served[spec.name] = RegisteredChain(spec, runnable, chain_model(model_parts(runnable)))
     return served

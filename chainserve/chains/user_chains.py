@@ -23,8 +23,11 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from langchain_core.runnables import Runnable, RunnableLambda
-from pydantic import BaseModel, RootModel
+from pydantic import BaseModel, ConfigDict, RootModel
 
+from chainserve.chains.agents import is_graph
+from chainserve.chains.messages import ChatMessages
+from chainserve.chains.models.streaming import is_plain_binding
 from chainserve.chains.registry import ChainLoadError, ChainSpec
 
 __all__ = [
@@ -212,10 +215,14 @@ def spec_for_runnable(name: str, runnable: Runnable[Any, Any]) -> ChainSpec:
         raise ChainLoadError(
             f"chain {name!r} declares a pydantic v1 input type; chainserve needs pydantic v2"
         )
+    if is_graph(_unbound(runnable)) and "messages" in _json_properties(schema):
+        # LangGraph's state schema takes LangChain-typed message dicts only; a web client
+        # sends OpenAI's `{"role", "content"}`, as for every other chain with `messages`.
+        schema = GraphMessagesInput
     if schema.model_json_schema() == {"title": schema.__name__}:
         # Untyped (`RunnableLambda(lambda x: ...)`): served as taking any JSON object.
         schema = OpenInput
-    if issubclass(schema, RootModel) and schema.model_json_schema().get("type") != "object":
+    if issubclass(schema, RootModel) and _json_type(schema) != "object":
         raise ChainLoadError(
             f"chain {name!r} takes {_type_name(schema)} as input; chainserve serves chains "
             "whose input is an object (a prompt's variables, a dict): start it with a prompt "
@@ -229,12 +236,47 @@ def spec_for_runnable(name: str, runnable: Runnable[Any, Any]) -> ChainSpec:
     )
 
 
+class GraphMessagesInput(BaseModel):
+    """A LangGraph state with `messages`: the conversation (OpenAI or LangChain message
+    objects), plus whatever other keys the state has."""
+
+    model_config = ConfigDict(extra="allow")
+
+    messages: ChatMessages
+
+
+def _unbound(runnable: Runnable[Any, Any]) -> Runnable[Any, Any]:
+    while is_plain_binding(runnable):
+        runnable = runnable.bound
+    return runnable
+
+
+def _json_properties(schema: type[BaseModel]) -> dict[str, Any]:
+    described = _described(schema)
+    properties = described.get("properties")
+    return properties if isinstance(properties, dict) else {}
+
+
+def _described(schema: type[BaseModel]) -> dict[str, Any]:
+    """A schema's JSON schema, through a top-level `$ref` (a LangGraph state)."""
+    described = schema.model_json_schema()
+    ref = described.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        found = described.get("$defs", {}).get(ref.removeprefix("#/$defs/"), {})
+        return found if isinstance(found, dict) else {}
+    return described
+
+
 class OpenInput(RootModel[dict[str, Any]]):
     """Any JSON object: the input of a chain whose input type LangChain cannot infer."""
 
 
+def _json_type(schema: type[BaseModel]) -> Any:
+    return _described(schema).get("type")
+
+
 def _type_name(schema: type[BaseModel]) -> str:
-    json_type = schema.model_json_schema().get("type")
+    json_type = _json_type(schema)
     if not isinstance(json_type, str):
         return "any value"
     return f"an {json_type}" if json_type[0] in "aeiou" else f"a {json_type}"

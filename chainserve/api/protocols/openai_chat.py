@@ -8,6 +8,7 @@ from langchain_core.messages import BaseMessage
 
 from chainserve.api.runs.encoding import MESSAGE_TYPES, to_json
 from chainserve.api.runs.log import RunEvent
+from chainserve.chains.agents import final_message
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error"}
 
@@ -62,6 +63,7 @@ def completion_message(output: Any) -> tuple[dict[str, Any], str | None]:
     implies: text as content, a model message's text and tool calls, any other value (a
     structured output, a dict) as its JSON text."""
     message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
+    output = final_message(output) or output  # an agent's final state answers with its last turn
     if isinstance(output, BaseMessage):
         message["content"] = text_of(output)
         calls = getattr(output, "tool_calls", None) or []
@@ -157,6 +159,8 @@ class OpenAIChatProtocol:
         return self._chunk({"content": delta})
 
     def _tool_call(self, kind: str, call: dict[str, Any]) -> bytes:
+        if "step" in call:
+            return b""  # an agent's own tool call: it runs it, the client sees the answer
         index = int(call["index"])
         if kind == "tool_call" and index in self._calls_sent:
             return b""  # its arguments already went out as deltas

@@ -2,7 +2,8 @@
 
 Parts: `start`, `start-step`, then `text-*` (and `reasoning-*`, `tool-input-*` when a
 chain's message chunks carry them; a structured output as one `data-object` part, updated
-in place), `finish-step`, `finish`, and `data: [DONE]`. Failures
+in place; an agent's model turns as steps, with `tool-output-available` for what its tools
+returned), `finish-step`, `finish`, and `data: [DONE]`. Failures
 become an `error` part; a cancelled run an `abort` part.
 """
 
@@ -45,6 +46,7 @@ class UIMessageProtocol:
     def __init__(self) -> None:
         self._open: set[str] = set()  # "text" / "reasoning" blocks begun and not yet ended
         self._tools: dict[int, dict[str, str]] = {}  # tool calls begun, by index
+        self._model_turns = 0  # an agent's model steps begun
 
     def frame(self, event: RunEvent) -> bytes:
         data = json.loads(event.data)
@@ -58,6 +60,10 @@ class UIMessageProtocol:
             return self._delta("reasoning", data["delta"])
         if event.event in ("tool_call_delta", "tool_call"):
             return self._tool_input(event.event, data)
+        if event.event == "step":
+            return self._step(data)
+        if event.event == "tool_result":
+            return self._tool_output(data)
         if event.event == "object":
             # One live-updating data part: the AI SDK replaces a data part with the same id.
             return _part({"type": "data-object", "id": "output", "data": data["value"]})
@@ -117,6 +123,23 @@ class UIMessageProtocol:
             "toolName": tool["name"],
         }
         return frames + _part({**available, "input": call["arguments"]})
+
+    def _step(self, step: dict[str, Any]) -> bytes:
+        """An agent's model turn is an AI SDK step: its text, tool calls and their results."""
+        if step.get("type") != "model" or step.get("status") != "start":
+            return b""
+        self._model_turns += 1
+        if self._model_turns == 1:
+            return b""  # the stream's first step began with it
+        return self._close() + _part({"type": "finish-step"}) + _part({"type": "start-step"})
+
+    def _tool_output(self, result: dict[str, Any]) -> bytes:
+        call_id = str(result.get("tool_call_id") or "")
+        if result.get("status") == "error":
+            error = {"type": "tool-output-error", "toolCallId": call_id}
+            return _part({**error, "errorText": str(result.get("content", ""))})
+        output = {"type": "tool-output-available", "toolCallId": call_id}
+        return _part({**output, "output": result.get("content")})
 
     def _close(self) -> bytes:
         frames = b"".join(_part({"type": f"{kind}-end", "id": kind}) for kind in sorted(self._open))

@@ -17,6 +17,7 @@ from chainserve.api.runs.encoding import to_json, to_jsonable
 from chainserve.api.runs.log import RunLog, RunRecord
 from chainserve.api.runs.run import Run
 from chainserve.api.runs.shutdown import Drain
+from chainserve.chains.output_events import EventChunk
 
 logger = logging.getLogger("chainserve.runs")
 
@@ -75,8 +76,9 @@ class RunManager:
                 run.mark_chunk()
                 await self.log.append(run.run_id, "data", to_json(chunk), chunk)
             else:
-                run.mark_chunk()
-                await self.log.append(run.run_id, "data", to_json(chunk), _text(chunk))
+                if not isinstance(chunk, EventChunk):  # an agent's step is not output
+                    run.mark_chunk()
+                    await self.log.append(run.run_id, "data", to_json(chunk), _text(chunk))
                 # After the raw chunk (LangServe's shape, kept for every client): what it
                 # means in the event model (`chains/output_events.py`).
                 for name, body in run.outputs.feed(chunk):

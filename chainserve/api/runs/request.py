@@ -61,6 +61,9 @@ def _validate_input(chain: RegisteredChain, raw: Any, where: tuple[str, ...]) ->
             for err in exc.errors(include_url=False, include_context=False)
         ]
         raise RequestValidationError(errors) from None
+    except (TypeError, ValueError) as exc:  # a user schema's own validator, failing its way
+        error = {"type": "value_error", "loc": where, "msg": str(exc), "input": raw}
+        raise RequestValidationError([error]) from None
     return unpack_input(model)
 
 

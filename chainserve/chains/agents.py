@@ -1,0 +1,249 @@
+"""LangGraph graphs (`create_agent`, or built by hand) served as agents: their model's tokens
+as they come, their steps and their tools' results, in the event model
+(`chains/output_events.py`).
+
+A graph's own `astream` yields whole state updates, so a client would see an agent's answer
+only when its turn is over. `AgentStream` streams the graph in LangGraph's `messages` and
+`tasks` modes: each model token as a message chunk (text, tool-call pieces), each tool's
+`ToolMessage` as a `tool_result`, and a `step` event as each task (a node's run: a model turn,
+a tool turn) starts and ends. Tokens of a model called inside a tool are that tool's
+business: its result is what the agent shows.
+
+Everything else (`invoke`, `batch`, `astream_events`, `astream_log`, schemas) is the graph's
+own, so LangServe and tracing see the graph as written. The graph's knobs are the ones its
+models declare (`configurable_fields`, `build_model`): LangGraph hands a node's model the
+request's config, but does not list what the model accepts, so they are found in the nodes.
+"""
+
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any, cast
+
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
+from langchain_core.runnables.graph import Graph
+from langchain_core.runnables.utils import ConfigurableFieldSpec, get_unique_config_specs
+from pydantic import BaseModel, ConfigDict
+
+from chainserve.chains.models.streaming import is_plain_binding
+from chainserve.chains.output_events import EventChunk
+
+_MAX_DEPTH = 4
+
+
+def is_graph(runnable: object) -> bool:
+    """Whether `runnable` is a LangGraph graph (checked only once langgraph is imported)."""
+    if "langgraph.pregel" not in sys.modules:
+        return False
+    from langgraph.pregel import Pregel
+
+    return isinstance(runnable, Pregel)
+
+
+def as_agent(chain: Runnable[Any, Any]) -> Runnable[Any, Any]:
+    """`chain` streamed as an agent when it is a graph (exact bindings around it kept)."""
+    if is_plain_binding(chain):
+        inner = as_agent(chain.bound)
+        return chain if inner is chain.bound else chain.model_copy(update={"bound": inner})
+    return AgentStream(graph=chain) if is_graph(chain) else chain
+
+
+class AgentStream(RunnableSerializable[Any, Any]):
+    """A graph whose `astream` yields tokens, steps and tool results; see the module docstring."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    graph: Any
+    """The user's compiled graph (a `Pregel`)."""
+
+    def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
+        return cast(str, self.graph.get_name(suffix, name=name))
+
+    @property
+    def InputType(self) -> Any:  # noqa: N802  # LangChain's name
+        return self.graph.InputType
+
+    @property
+    def OutputType(self) -> Any:  # noqa: N802  # LangChain's name
+        return self.graph.OutputType
+
+    def get_input_schema(self, config: RunnableConfig | None = None) -> type[BaseModel]:
+        return cast(type[BaseModel], self.graph.get_input_schema(config))
+
+    def get_output_schema(self, config: RunnableConfig | None = None) -> type[BaseModel]:
+        return cast(type[BaseModel], self.graph.get_output_schema(config))
+
+    def get_graph(self, config: RunnableConfig | None = None) -> Graph:
+        return cast(Graph, self.graph.get_graph(config))
+
+    @property
+    def config_specs(self) -> list[ConfigurableFieldSpec]:
+        found = [spec for model in _runnables_in_nodes(self.graph) for spec in model.config_specs]
+        return get_unique_config_specs([*self.graph.config_specs, *found])
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return self.graph.invoke(input, config, **kwargs)
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return await self.graph.ainvoke(input, config, **kwargs)
+
+    def stream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Any]:
+        yield from self.graph.stream(input, config, **kwargs)
+
+    def astream_log(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return self.graph.astream_log(input, config, **kwargs)
+
+    def astream_events(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Any:
+        return self.graph.astream_events(input, config, **kwargs)
+
+    async def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        if kwargs:  # a caller asking for the graph's own stream modes gets them
+            async for item in self.graph.astream(input, config, **kwargs):
+                yield item
+            return
+        steps = _Steps(_tool_nodes(self.graph))
+        modes = ["messages", "tasks"]
+        async for mode, item in self.graph.astream(input, config, stream_mode=modes):
+            if mode == "tasks":
+                yield steps.task(item)
+                continue
+            message, metadata = item
+            step = steps.of(metadata)
+            if isinstance(message, ToolMessage):
+                yield EventChunk("tool_result", _tool_result(message, step.index))
+            elif isinstance(message, AIMessage) and step.kind != "tool":
+                yield message
+
+
+@dataclass(frozen=True)
+class _Step:
+    index: int
+    kind: str
+    node: str
+
+
+class _Steps:
+    """The graph's tasks as steps: each task (a node run in a superstep) is one, numbered in
+    the order they start; a tool node's task is a tool step, any other a model step."""
+
+    def __init__(self, tool_nodes: set[str]) -> None:
+        self._tool_nodes = tool_nodes
+        self._running: dict[str, _Step] = {}
+        self._count = 0
+
+    def task(self, task: dict[str, Any]) -> EventChunk:
+        task_id, node = str(task.get("id")), str(task.get("name"))
+        if "input" in task:  # LangGraph's task start; its end has `result` and `error`
+            kind = "tool" if node in self._tool_nodes else "model"
+            step = self._running[task_id] = _Step(self._count, kind, node)
+            self._count += 1
+            return EventChunk("step", {**_step_body(step), "status": "start"})
+        step = self._running.pop(task_id) if task_id in self._running else _Step(-1, "model", node)
+        body = {**_step_body(step), "status": "end"}
+        if task.get("error"):
+            body["error"] = str(task["error"])
+        return EventChunk("step", body)
+
+    def of(self, metadata: Any) -> _Step:
+        """The step a streamed message belongs to: the top-level task in its namespace."""
+        meta = metadata if isinstance(metadata, dict) else {}
+        namespace = str(meta.get("langgraph_checkpoint_ns") or "")
+        task_id = namespace.split("|", 1)[0].rpartition(":")[2]
+        found = self._running.get(task_id)
+        if found is not None:
+            return found
+        node = str(meta.get("langgraph_node") or "")
+        return _Step(-1, "tool" if node in self._tool_nodes else "model", node)
+
+
+def _step_body(step: _Step) -> dict[str, Any]:
+    return {"index": step.index, "type": step.kind, "node": step.node}
+
+
+def _tool_nodes(graph: Any) -> set[str]:
+    """The graph's nodes that run tools (LangGraph's `ToolNode`, as `create_agent` uses)."""
+    from langgraph.prebuilt import ToolNode
+
+    nodes = getattr(graph, "nodes", {})
+    return {
+        name for name, node in nodes.items() if isinstance(getattr(node, "bound", None), ToolNode)
+    }
+
+
+def _tool_result(message: ToolMessage, step: int) -> dict[str, Any]:
+    content = message.content
+    text = (
+        content
+        if isinstance(content, str)
+        else " ".join(
+            part if isinstance(part, str) else str(part.get("text", "")) for part in content
+        )
+    )
+    return {
+        "tool_call_id": message.tool_call_id,
+        "name": message.name or "",
+        "content": text,
+        "status": message.status,
+        "step": step,
+    }
+
+
+def model_parts(chain: Runnable[Any, Any]) -> Any:
+    """Where a chain's models are to be looked for: an agent's node runnables, else itself."""
+    while is_plain_binding(chain):
+        chain = chain.bound
+    return _runnables_in_nodes(chain.graph) if isinstance(chain, AgentStream) else chain
+
+
+def final_message(output: Any) -> BaseMessage | None:
+    """The answer in an agent's final state (`{"messages": [...]}`): its last AI message."""
+    messages = output.get("messages") if isinstance(output, dict) else None
+    if isinstance(messages, list) and messages and isinstance(messages[-1], AIMessage):
+        return messages[-1]
+    return None
+
+
+def _runnables_in_nodes(graph: Any) -> list[Runnable[Any, Any]]:
+    """Runnables a graph's nodes use: their own parts, and what their functions close over or
+    name as module globals (`create_agent` closes over its model; tutorials use a global)."""
+    found: list[Runnable[Any, Any]] = []
+    seen: set[int] = set()
+
+    def visit(value: Any, depth: int) -> None:
+        if depth > _MAX_DEPTH or id(value) in seen:
+            return
+        seen.add(id(value))
+        if isinstance(value, Runnable) and value.config_specs:
+            found.append(value)
+            return
+        if isinstance(value, list | tuple):
+            for item in value[:50]:
+                visit(item, depth + 1)
+            return
+        for name in ("afunc", "func", "bound"):
+            inner = getattr(value, name, None)
+            if inner is not None and inner is not value:
+                visit(inner, depth + 1)
+        code = getattr(value, "__code__", None)
+        if code is None:
+            return
+        for cell in getattr(value, "__closure__", None) or ():
+            try:
+                visit(cell.cell_contents, depth + 1)
+            except ValueError:  # an empty cell
+                continue
+        globals_ = getattr(value, "__globals__", {})
+        for name in code.co_names:
+            if name in globals_:
+                visit(globals_[name], depth + 1)
+
+    for node in getattr(graph, "nodes", {}).values():
+        visit(getattr(node, "bound", node), 0)
+    return found

@@ -1,0 +1,199 @@
+"""Agents (LangGraph graphs) served over real HTTP: model tokens as they come, tool steps and
+results as events, the final answer on `/v1` with the steps folded away, AI SDK steps and tool
+parts on `/ui`, per-request knobs reaching the model, and a hang-up reaching the tool."""
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from langchain.agents import create_agent
+from langchain_core.messages import AIMessage
+from langchain_core.tools import tool
+from langgraph.graph import END, START, MessagesState, StateGraph
+
+from chainserve.chains import ChainSpec, ModelConfig, build_model
+from chainserve.chains.agent import AgentInput
+from tests.api.streaming import stream
+from tests.conftest import ServerFactory, offline_settings
+from tests.support.node import read_with_ai_sdk
+from tests.support.server import LiveServer
+from tests.support.terminal import run_cli
+
+QUESTION = "What is 2 + 3 * 4?"
+ASK = {"input": {"messages": [{"role": "user", "content": QUESTION}]}}
+RESULT = "The calculator tool returned: “14”."
+
+
+@pytest.fixture
+def server(start_server: ServerFactory) -> LiveServer:
+    """The shipped `agent` example on the offline model."""
+    return start_server(offline_settings(offline_delay=0.0))
+
+
+def _run_id(result: Any) -> str:
+    return str(result.of("metadata")[0].json()["run_id"])
+
+
+@pytest.mark.asyncio
+async def test_the_agent_streams_its_steps_tool_result_and_answer(server: LiveServer) -> None:
+    result = await stream(server.url, "agent", ASK)
+    assert result.status == 200
+    names = [e.event for e in result.events if e.event != "data"]
+    assert names[:2] == ["metadata", "step"]
+    assert names[-1] == "end"
+    steps = [e.json() for e in result.of("step")]
+    assert [(s["type"], s["status"]) for s in steps] == [
+        ("model", "start"), ("model", "end"), ("tool", "start"), ("tool", "end"),
+        ("model", "start"), ("model", "end"),
+    ]  # fmt: skip
+    (call,) = [e.json() for e in result.of("tool_call")]
+    assert call["name"] == "calculator"
+    assert call["arguments"] == {"expression": "2 + 3 * 4"}
+    assert call["step"] == 0
+    (tool_result,) = [e.json() for e in result.of("tool_result")]
+    assert tool_result == {
+        "tool_call_id": call["id"], "name": "calculator", "content": "14",
+        "status": "success", "step": 1,
+    }  # fmt: skip
+    text = "".join(e.json()["content"] for e in result.of("data"))
+    assert RESULT in text
+    assert len(result.of("data")) > 10, "the answer streams token by token"
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        record = (await client.get(f"/runs/{_run_id(result)}")).json()
+    assert RESULT in record["output"]
+    assert record["tool_calls"] == [call]
+
+
+def test_v1_folds_the_tool_steps_away_and_streams_the_answer(server: LiveServer) -> None:
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+    messages: Any = [{"role": "user", "content": QUESTION}]
+    chunks = list(client.chat.completions.create(model="agent", messages=messages, stream=True))
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    assert not any(d.tool_calls for d in deltas)
+    text = "".join(d.content or "" for d in deltas)
+    assert RESULT in text
+    assert len([d for d in deltas if d.content]) > 10
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    whole = client.chat.completions.create(model="agent", messages=messages)
+    assert RESULT in (whole.choices[0].message.content or "")
+    assert not whole.choices[0].message.tool_calls
+    assert whole.choices[0].finish_reason == "stop"
+
+
+def test_ui_shows_each_model_turn_as_a_step_with_the_tools_output(server: LiveServer) -> None:
+    result = read_with_ai_sdk(server.url, "agent", QUESTION)
+    assert result["invalidChunks"] == []
+    assert result["errors"] == []
+    parts = result["message"]["parts"]
+    assert [p["type"] for p in parts].count("step-start") == 2
+    (tool_part,) = [p for p in parts if p["type"] == "tool-calculator"]
+    assert tool_part["state"] == "output-available"
+    assert tool_part["input"] == {"expression": "2 + 3 * 4"}
+    assert tool_part["output"] == "14"
+    assert RESULT in result["text"]
+
+
+def test_the_terminal_client_shows_tool_steps_on_stderr(server: LiveServer) -> None:
+    done = run_cli("chat", "agent", QUESTION, "--url", server.url)
+    assert done.returncode == 0, done.stderr
+    assert '[tool call] calculator {"expression": "2 + 3 * 4"}' in done.stderr
+    assert "[tool result] calculator: 14" in done.stderr
+    assert RESULT in done.stdout
+
+
+@pytest.mark.asyncio
+async def test_a_per_request_knob_reaches_the_agents_model(server: LiveServer) -> None:
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        chains = (await client.get("/chains")).json()["chains"]
+    (agent,) = [c for c in chains if c["name"] == "agent"]
+    assert {"max_tokens", "temperature"} <= {k["id"] for k in agent["configurable"]}
+    capped = await stream(
+        server.url, "agent", {**ASK, "config": {"configurable": {"max_tokens": 3}}}
+    )
+    final_turn = [e for e in capped.of("data") if e.json()["content"]]
+    assert len(final_turn) == 3
+    assert capped.of("end")[0].json()["finish_reason"] == "length"
+
+
+@tool
+async def slow_lookup(query: str) -> str:
+    """Look something up slowly."""
+    SLOW.append("started")
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        SLOW.append("cancelled")
+        raise
+    return "never"
+
+
+SLOW: list[str] = []
+
+
+def test_hanging_up_during_a_tool_step_cancels_the_tool(start_server: ServerFactory) -> None:
+    SLOW.clear()
+
+    def build(config: ModelConfig) -> Any:
+        model: Any = build_model(config)
+        return create_agent(model, tools=[slow_lookup])
+
+    spec = ChainSpec("looker", "Looks things up slowly.", build, AgentInput)
+    server = start_server(offline_settings(offline_delay=0.0, example_chains=False), [spec])
+    body = {"input": {"messages": [{"role": "user", "content": "slow lookup of pipes"}]}}
+    with (
+        httpx.Client(base_url=server.url, timeout=10) as client,
+        client.stream("POST", "/chains/looker/stream", json=body) as response,
+    ):
+        run_id = response.headers["x-run-id"]
+        for line in response.iter_lines():  # hang up once the tool step has begun
+            if line.startswith("data: ") and '"type":"tool"' in line and '"start"' in line:
+                break
+        deadline = time.monotonic() + 5
+        while "started" not in SLOW and time.monotonic() < deadline:
+            time.sleep(0.02)
+    deadline = time.monotonic() + 5
+    while "cancelled" not in SLOW and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert SLOW == ["started", "cancelled"]
+    record = httpx.get(f"{server.url}/runs/{run_id}").json()
+    assert record["status"] == "cancelled"
+
+
+@pytest.mark.asyncio
+async def test_a_hand_built_graph_on_a_users_model_streams_tokens(
+    start_server: ServerFactory,
+) -> None:
+    """The tutorial graph: one node calling a model it names as a module global."""
+    global TUTORIAL_MODEL
+    TUTORIAL_MODEL = build_model(ModelConfig(offline_delay=0.0))
+
+    async def chatbot(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [await TUTORIAL_MODEL.ainvoke(state["messages"])]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("chatbot", chatbot)
+    builder.add_edge(START, "chatbot")
+    builder.add_edge("chatbot", END)
+    server = start_server(offline_settings(example_chains=False), {"bot": builder.compile()})
+    result = await stream(
+        server.url, "bot", {"input": {"messages": [{"role": "user", "content": "hi"}]}}
+    )
+    assert result.status == 200, result.body
+    tokens = [e.json()["content"] for e in result.of("data")]
+    assert len(tokens) > 5
+    assert "You said: “hi”" in "".join(tokens)
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        chains = (await client.get("/chains")).json()["chains"]
+    assert {"max_tokens", "temperature"} <= {k["id"] for k in chains[0]["configurable"]}
+    whole = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused").chat.completions.create(
+        model="bot", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert "You said: “hi”" in (whole.choices[0].message.content or "")
+    assert json.loads(json.dumps(whole.model_dump()))["choices"][0]["finish_reason"] == "stop"
+
+
+TUTORIAL_MODEL: Any = AIMessage("")
