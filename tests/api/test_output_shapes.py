@@ -2,6 +2,7 @@
 HTTP on every surface: native SSE, `/v1` with the official SDK, `/ui` with the AI SDK's own
 parser, `GET /runs/{id}` and the terminal client. Nothing a chain streams is dropped."""
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +18,8 @@ from pydantic import BaseModel
 
 from chainserve.chains import ChainSpec, ModelConfig, build_model
 from tests.api.streaming import stream
-from tests.conftest import ServerFactory, offline_settings
+from tests.conftest import ServerFactory, offline_settings, upstream_settings
+from tests.support.mock_upstream import MockUpstream, Script
 from tests.support.node import read_with_ai_sdk
 from tests.support.server import LiveServer
 from tests.support.terminal import run_cli
@@ -166,3 +168,30 @@ def test_the_terminal_client_prints_the_object_and_notes_tool_calls(server: Live
     calc = run_cli("chat", "calc", "What is 2 + 2?", "--url", server.url)
     assert calc.returncode == 0, calc.stderr
     assert '[tool call] calculator {"expression": "2 + 2"}' in calc.stderr
+
+
+def test_a_providers_streamed_tool_call_reaches_every_surface(
+    start_server: ServerFactory, upstream: MockUpstream
+) -> None:
+    """The real `ChatOpenAI` path: a provider streams a tool call in pieces; native events,
+    `/v1` (official SDK) and `GET /runs/{id}` carry the whole call."""
+    server = start_server(upstream_settings(upstream, example_chains=False), SHAPES)
+    arguments = json.dumps(CALL["arguments"])
+    call = {"id": "call_up_1", "name": "calculator", "arguments": arguments}
+    upstream.enqueue(*[Script(chunks=[], tool_calls=[call], finish_reason="tool_calls")] * 2)
+    native = asyncio.run(stream(server.url, "calc", {"input": {"question": "2 + 2?"}}))
+    deltas = [e.json()["arguments_delta"] for e in native.of("tool_call_delta")]
+    assert len(deltas) > 2
+    assert "".join(deltas) == arguments
+    (complete,) = [e.json() for e in native.of("tool_call")]
+    assert complete == {"index": 0, "id": "call_up_1", **CALL}
+    assert upstream.requests[0].json["tools"][0]["function"]["name"] == "calculator"
+    messages: Any = [{"role": "user", "content": "2 + 2?"}]
+    with _sdk(server).chat.completions.stream(model="calc", messages=messages) as streamed:
+        final = streamed.get_final_completion()
+    (sdk_call,) = final.choices[0].message.tool_calls or []
+    assert (sdk_call.id, sdk_call.function.name) == ("call_up_1", "calculator")
+    assert json.loads(sdk_call.function.arguments) == CALL["arguments"]
+    assert final.choices[0].finish_reason == "tool_calls"
+    record = httpx.get(f"{server.url}/runs/{native.of('metadata')[0].json()['run_id']}").json()
+    assert record["tool_calls"] == [complete]

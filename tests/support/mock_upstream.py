@@ -53,6 +53,9 @@ class Script:
     close_delimited: bool = False
     """The body is delimited by closing the connection (no chunked framing), as some servers
     and proxies do; the end of the body is then indistinguishable from a dropped connection."""
+    tool_calls: list[dict[str, str]] = field(default_factory=list)
+    """Tool calls after the content, each `{"id", "name", "arguments"}` (arguments a JSON
+    string), streamed as OpenAI does: id and name first, then the arguments in small pieces."""
     raw_body: bytes | None = None
     """Sent as the whole 200 body instead of a stream (an HTML error page, random bytes, an
     enormous line); `headers` give its content type."""
@@ -554,7 +557,17 @@ class MockUpstream:
         if stream:
             await self._stream(conn, rec, script, body, base)
             return
-        message = {"role": "assistant", "content": "".join(script.chunks), "refusal": None}
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": "".join(script.chunks) or None,
+            "refusal": None,
+        }
+        if script.tool_calls:
+            message["tool_calls"] = [
+                {"id": c["id"], "type": "function",
+                 "function": {"name": c["name"], "arguments": c["arguments"]}}
+                for c in script.tool_calls
+            ]  # fmt: skip
         choice = {"index": 0, "message": message, "logprobs": None}
         payload = {**base, "choices": [{**choice, "finish_reason": script.finish_reason}]}
         payload["usage"] = _usage(script, body)
@@ -585,6 +598,9 @@ class MockUpstream:
                 return
             counted = partial(self._update, rec, chunks_sent=rec.chunks_sent + 1)
             if not await conn.send(chunk({"content": piece}), counted):
+                return
+        for delta in _tool_call_deltas(script.tool_calls):
+            if not await conn.send(chunk(delta)):
                 return
         if not await self._checkpoint(conn, rec, script, False):
             return
@@ -624,3 +640,18 @@ class MockUpstream:
                 return False
             released.clear()
         return await conn.pause(script.delay if delay else 0)
+
+
+def _tool_call_deltas(calls: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """OpenAI's tool-call deltas: per call, its id, type and name, then its arguments in pieces
+    of 7 characters (so a client must join them)."""
+    deltas: list[dict[str, Any]] = []
+    for index, call in enumerate(calls):
+        head = {"index": index, "id": call["id"], "type": "function",
+                "function": {"name": call["name"], "arguments": ""}}  # fmt: skip
+        deltas.append({"tool_calls": [head]})
+        arguments = call["arguments"]
+        for start in range(0, len(arguments), 7):
+            piece = {"index": index, "function": {"arguments": arguments[start : start + 7]}}
+            deltas.append({"tool_calls": [piece]})
+    return deltas
