@@ -195,3 +195,22 @@ def test_a_providers_streamed_tool_call_reaches_every_surface(
     assert final.choices[0].finish_reason == "tool_calls"
     record = httpx.get(f"{server.url}/runs/{native.of('metadata')[0].json()['run_id']}").json()
     assert record["tool_calls"] == [complete]
+
+
+@pytest.mark.asyncio
+async def test_langserve_remote_runnable_gets_each_shape_as_langchain_made_it(
+    server: LiveServer,
+) -> None:
+    """LangServe's routes are unchanged by the event model: `RemoteRunnable` still receives
+    the chain's own output, structured output and tool-call messages included."""
+    from langserve import RemoteRunnable
+
+    verdict = RemoteRunnable(f"{server.url}/langserve/verdict/")
+    assert await verdict.ainvoke({"question": WHY}) == VERDICT
+    parts = [part async for part in verdict.astream({"question": WHY})]
+    assert parts[-1] == VERDICT
+    calc = RemoteRunnable(f"{server.url}/langserve/calc/")
+    message = await calc.ainvoke({"question": "What is 2 + 2?"})
+    assert [(c["name"], c["args"]) for c in message.tool_calls] == [
+        ("calculator", CALL["arguments"])
+    ]

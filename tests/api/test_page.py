@@ -317,7 +317,7 @@ def test_the_event_reader_follows_the_sse_standard(page: Page, offline_server: L
     ]  # fmt: skip
 
 
-def test_chunks_that_are_not_text_still_read_as_text_or_json(
+def test_only_strings_and_model_messages_read_as_text(
     page: Page, offline_server: LiveServer
 ) -> None:
     page.goto(offline_server.url)
@@ -326,14 +326,14 @@ def test_chunks_that_are_not_text_still_read_as_text_or_json(
           const { textOf } = await import("./static/js/run.js");
           return [
             textOf("plain"),
-            textOf({ content: "message chunk" }),
-            textOf({ content: [{ type: "text", text: "a" }, "b", { type: "image_url" }] }),
-            textOf({ answer: 42 }),
+            textOf({ type: "AIMessageChunk", content: "message chunk" }),
+            textOf({ type: "ai", content: [{ type: "text", text: "a" }, "b", { type: "image" }] }),
+            textOf({ answer: 42, content: "a key named content" }),
           ];
         }"""
     )
-    assert pieces[:3] == ["plain", "message chunk", "ab"]
-    assert '```json\n{\n  "answer": 42\n}\n```' in pieces[3]
+    # A value is not text: its `object` events draw it, once, in place.
+    assert pieces == ["plain", "message chunk", "ab", ""]
 
 
 def test_the_curl_command_reproduces_any_message_byte_for_byte(
@@ -608,3 +608,52 @@ def test_on_a_small_screen_the_page_follows_the_streaming_answer(
     assert last is not None
     assert page.evaluate("window.scrollY") > 0
     assert last["y"] + last["height"] <= 700
+
+
+def test_an_agents_tool_steps_show_as_collapsed_steps_above_its_answer(
+    page: Page, offline_server: LiveServer
+) -> None:
+    page.goto(f"{offline_server.url}/#chain=agent")
+    _send(page, "What is 2 + 3 * 4?")
+    expect(page.locator(".answer.done")).to_have_count(1, timeout=20_000)
+    step = page.locator(".answer .tool-step")
+    expect(step).to_have_count(1)
+    expect(step.locator("summary")).to_have_text("Tool: calculator → 14")
+    expect(step.locator(".tool-input")).not_to_be_visible()
+    step.locator("summary").click()
+    expect(step.locator(".tool-input")).to_contain_text('"expression": "2 + 3 * 4"')
+    expect(page.locator(".answer .markdown")).to_contain_text("The calculator tool returned")
+    page.screenshot(path=screenshot_path("page-agent-steps"))
+
+
+def test_a_structured_output_is_one_object_updated_in_place(
+    page: Page, start_server: ServerFactory
+) -> None:
+    from langchain_core.prompts import ChatPromptTemplate
+    from pydantic import BaseModel
+
+    from chainserve.chains import ChainSpec, ModelConfig, build_model
+
+    class Question(BaseModel):
+        question: str
+
+    class Verdict(BaseModel):
+        guilty: bool
+        reason: str
+
+    def build(config: ModelConfig) -> object:
+        prompt = ChatPromptTemplate.from_template("{question}")
+        return prompt | build_model(config).with_structured_output(Verdict)
+
+    spec = ChainSpec("verdict", "A verdict.", build, Question)  # type: ignore[arg-type]
+    server = start_server(offline_settings(example_chains=False), [spec])
+    page.goto(f"{server.url}/#chain=verdict")
+    question = "Why is the sky blue on a clear summer day?"
+    page.get_by_label("Question").fill(question)
+    page.locator("#fields textarea").press("Enter")
+    expect(page.locator(".answer.done")).to_have_count(1, timeout=20_000)
+    drawn = page.locator(".answer pre.object")
+    expect(drawn).to_have_count(1)
+    assert json.loads(drawn.text_content() or "") == {"guilty": True, "reason": question}
+    expect(page.locator(".answer .markdown pre")).to_have_count(0)
+    page.screenshot(path=screenshot_path("page-structured-output"))

@@ -3,19 +3,23 @@
 import { endpoint, errorFrom, requestHeaders, unreachable, ApiError } from "./api.js";
 import { readEvents } from "./sse.js";
 
-// The text a `data` event adds: a string chunk, a message chunk's content (a string or text
-// parts), else the chunk as a JSON code block, so structured output still reads as such.
+const MESSAGE_TYPES = new Set(["ai", "AIMessage", "AIMessageChunk"]);
+
+// The text a `data` event adds: a string chunk, or a model message chunk's content (a string
+// or text parts). Any other value (structured output, a dict) is drawn from its `object`
+// events instead, as one object updated in place.
 export function textOf(chunk) {
   if (typeof chunk === "string") return chunk;
-  const content = chunk?.content;
+  if (!MESSAGE_TYPES.has(chunk?.type)) return "";
+  const content = chunk.content;
   if (typeof content === "string") return content;
-  if (Array.isArray(content)) {
-    return content.map((part) => (typeof part === "string" ? part : part?.text ?? "")).join("");
-  }
-  return `\n\n\`\`\`json\n${JSON.stringify(chunk, null, 2)}\n\`\`\`\n\n`;
+  if (!Array.isArray(content)) return "";
+  const text = (part) => (typeof part === "string" ? part : part?.type === "text" ? part.text ?? "" : "");
+  return content.map(text).join("");
 }
 
-// Streams one run into `view` ({metadata, text, sources, end, fail, stopped}).
+// Streams one run into `view` ({metadata, text, object, toolCall, toolResult, sources, end,
+// fail, stopped}).
 // Returns "done", "stopped" or "failed"; aborting `signal` is the Stop button.
 export async function streamRun(chain, body, signal, view) {
   const clock = { started: performance.now(), firstToken: null, chunks: 0 };
@@ -41,7 +45,12 @@ export async function streamRun(chain, body, signal, view) {
         clock.firstToken ??= performance.now();
         clock.chunks += 1;
         view.text(textOf(payload));
-      } else if (event === "end") return view.end(payload, clock), "done";
+      } else if (event === "object") {
+        clock.firstToken ??= performance.now();
+        view.object(payload);
+      } else if (event === "tool_call") view.toolCall(payload);
+      else if (event === "tool_result") view.toolResult(payload);
+      else if (event === "end") return view.end(payload, clock), "done";
       else if (event === "error") {
         const failure = new ApiError(0, payload.code, payload.message);
         failure.retryable = payload.retryable;

@@ -42,13 +42,17 @@ export class AnswerView {
     this.problem.hidden = true;
     this.facts = el("footer", "facts");
     this.facts.textContent = "waiting for the first token…";
-    this.article.append(this.sourceList, this.body, this.problem, this.facts);
+    this.steps = el("div", "steps");
+    this.objectView = el("pre", "object");
+    this.objectView.hidden = true;
+    this.article.append(this.sourceList, this.steps, this.body, this.objectView, this.problem, this.facts);
     if (curl) this.article.append(curlBlock(curl));
     this.content = "";
     this.info = {};
     this.blocks = new MarkdownBlocks();
     this.finished = ""; // finished blocks not drawn yet
     this.pending = false;
+    this.calls = new Map(); // tool call id → its <details>
   }
 
   metadata(info) {
@@ -80,6 +84,43 @@ export class AnswerView {
       items.append(item);
     }
     this.sourceList.append(items);
+  }
+
+  // A structured output: one object, redrawn in place as it grows (`object` events carry
+  // the whole value so far; a parallel chain's branches arrive merged).
+  object({ value, complete }) {
+    if (!this.content && this.objectView.hidden) this.progress("streaming…");
+    this.follow(() => {
+      this.objectView.hidden = false;
+      this.objectView.textContent = JSON.stringify(value, null, 2);
+      this.objectView.classList.toggle("complete", Boolean(complete));
+    });
+  }
+
+  // A tool call, complete: a collapsed step naming the tool, its arguments inside.
+  toolCall({ id, name, arguments: args, invalid }) {
+    const step = el("details", "tool-step");
+    step.dataset.tool = name;
+    const summary = el("summary", "", `Tool call: ${name}`);
+    const input = el("pre", "tool-input", invalid ? String(args) : JSON.stringify(args, null, 2));
+    step.append(summary, input);
+    this.calls.set(id, step);
+    this.follow(() => this.steps.append(step));
+    this.progress("running tools…");
+  }
+
+  // What a tool returned (an agent's tool step), under the call it answers.
+  toolResult({ tool_call_id: id, name, content, status }) {
+    let step = this.calls.get(id);
+    if (!step) {
+      step = el("details", "tool-step");
+      step.append(el("summary", "", `Tool: ${name}`));
+      this.steps.append(step);
+    }
+    const failed = status === "error";
+    step.classList.toggle("failed", failed);
+    step.querySelector("summary").textContent = `${failed ? "Tool failed" : "Tool"}: ${name} → ${oneLine(content)}`;
+    step.append(el("pre", "tool-output", String(content)));
   }
 
   text(piece) {
@@ -167,6 +208,11 @@ export class AnswerView {
     this.follow(() => renderMarkdown(this.body, this.content, { final: true }));
     if (words) announce(words);
   }
+}
+
+function oneLine(text) {
+  const flat = String(text).replace(/\s+/g, " ").trim();
+  return flat.length > 80 ? `${flat.slice(0, 79)}…` : flat;
 }
 
 function curlBlock(command) {
