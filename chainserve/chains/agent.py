@@ -118,5 +118,6 @@ CHAINS = (
         description="An agent with a calculator and a clock: its tool steps and answer stream.",
         build=build_agent,
         input_type=AgentInput,
+        memory=True,
     ),
 )

@@ -16,16 +16,18 @@ request's config, but does not list what the model accepts, so they are found in
 """
 
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
+from langchain_core.runnables.config import ensure_config
 from langchain_core.runnables.graph import Graph
 from langchain_core.runnables.utils import ConfigurableFieldSpec, get_unique_config_specs
 from pydantic import BaseModel, ConfigDict
 
+from chainserve.chains.messages import coerce_message
 from chainserve.chains.models.streaming import is_plain_binding
 from chainserve.chains.output_events import EventChunk
 
@@ -39,6 +41,34 @@ def is_graph(runnable: object) -> bool:
     from langgraph.pregel import Pregel
 
     return isinstance(runnable, Pregel)
+
+
+class TurnStore(Protocol):
+    """Where an agent's conversation turns are kept (`chains/history/agent_turns.py`)."""
+
+    @property
+    def config_spec(self) -> ConfigurableFieldSpec: ...
+
+    async def load(self, config: RunnableConfig) -> tuple[Any, list[BaseMessage]]:
+        """The run's thread (None: no thread asked for) and the history to run on."""
+
+    async def save(self, thread: Any, messages: Sequence[BaseMessage]) -> None:
+        """Append a completed turn to the thread."""
+
+
+def is_agent(chain: Runnable[Any, Any]) -> bool:
+    while is_plain_binding(chain):
+        chain = chain.bound
+    return isinstance(chain, AgentStream)
+
+
+def with_turns(chain: Runnable[Any, Any], turns: TurnStore) -> Runnable[Any, Any]:
+    """The agent in `chain` (behind exact bindings) keeping its conversations in `turns`."""
+    if is_plain_binding(chain):
+        return chain.model_copy(update={"bound": with_turns(chain.bound, turns)})
+    if not isinstance(chain, AgentStream):
+        raise TypeError(f"threads are kept for agents, not for {type(chain).__name__}")
+    return chain.model_copy(update={"turns": turns})
 
 
 def as_agent(chain: Runnable[Any, Any]) -> Runnable[Any, Any]:
@@ -56,6 +86,8 @@ class AgentStream(RunnableSerializable[Any, Any]):
 
     graph: Any
     """The user's compiled graph (a `Pregel`)."""
+    turns: Any = None
+    """Its conversation threads (a `TurnStore`), when the chain keeps them."""
 
     def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
         return cast(str, self.graph.get_name(suffix, name=name))
@@ -80,13 +112,19 @@ class AgentStream(RunnableSerializable[Any, Any]):
     @property
     def config_specs(self) -> list[ConfigurableFieldSpec]:
         found = [spec for model in _runnables_in_nodes(self.graph) for spec in model.config_specs]
-        return get_unique_config_specs([*self.graph.config_specs, *found])
+        threads = [self.turns.config_spec] if self.turns is not None else []
+        return get_unique_config_specs([*self.graph.config_specs, *found, *threads])
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         return self.graph.invoke(input, config, **kwargs)
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        return await self.graph.ainvoke(input, config, **kwargs)
+        if self.turns is None:
+            return await self.graph.ainvoke(input, config, **kwargs)
+        thread, past = await self.turns.load(ensure_config(config))
+        state = await self.graph.ainvoke(_after(past, input), config, **kwargs)
+        await self.turns.save(thread, _turn(state, past))
+        return state
 
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
@@ -108,9 +146,17 @@ class AgentStream(RunnableSerializable[Any, Any]):
             async for item in self.graph.astream(input, config, **kwargs):
                 yield item
             return
+        thread, past = (None, [])
+        if self.turns is not None:
+            thread, past = await self.turns.load(ensure_config(config))
         steps = _Steps(_tool_nodes(self.graph))
-        modes = ["messages", "tasks"]
-        async for mode, item in self.graph.astream(input, config, stream_mode=modes):
+        # The state after each superstep only when a thread needs the turn's messages.
+        modes = ["messages", "tasks", *(["values"] if thread is not None else [])]
+        state: Any = None
+        async for mode, item in self.graph.astream(_after(past, input), config, stream_mode=modes):
+            if mode == "values":
+                state = item
+                continue
             if mode == "tasks":
                 yield steps.task(item)
                 continue
@@ -120,6 +166,8 @@ class AgentStream(RunnableSerializable[Any, Any]):
                 yield EventChunk("tool_result", _tool_result(message, step.index))
             elif isinstance(message, AIMessage) and step.kind != "tool":
                 yield message
+        if thread is not None:  # only a completed turn is remembered
+            await self.turns.save(thread, _turn(state, past))
 
 
 @dataclass(frozen=True)
@@ -175,6 +223,19 @@ def _tool_nodes(graph: Any) -> set[str]:
     return {
         name for name, node in nodes.items() if isinstance(getattr(node, "bound", None), ToolNode)
     }
+
+
+def _after(past: list[BaseMessage], input: Any) -> Any:
+    """The graph's input with a thread's history before the new messages."""
+    if not past or not isinstance(input, dict):
+        return input
+    return {**input, "messages": [*past, *(coerce_message(m) for m in input.get("messages", []))]}
+
+
+def _turn(state: Any, past: list[BaseMessage]) -> list[BaseMessage]:
+    """What a completed turn adds to its thread: the final state's messages after the history."""
+    messages = state.get("messages") if isinstance(state, dict) else None
+    return list(messages[len(past) :]) if isinstance(messages, list) else []
 
 
 def _tool_result(message: ToolMessage, step: int) -> dict[str, Any]:

@@ -197,3 +197,25 @@ async def test_a_hand_built_graph_on_a_users_model_streams_tokens(
 
 
 TUTORIAL_MODEL: Any = AIMessage("")
+
+
+@pytest.mark.asyncio
+async def test_an_agents_thread_keeps_its_whole_turns_in_the_thread_store(
+    server: LiveServer,
+) -> None:
+    """The agent's thread lives in chainserve's thread store: a completed turn appends the
+    question, the tool call, the tool's result and the answer; the next turn sees them."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        thread = (await client.post("/threads")).json()["thread_id"]
+        first = await stream(server.url, "agent", {**ASK, "thread_id": thread})
+        assert first.of("end"), first.body
+        saved = (await client.get(f"/threads/{thread}")).json()["messages"]
+        assert [m["role"] for m in saved] == ["user", "assistant", "tool", "assistant"]
+        assert saved[2]["content"] == "14"
+        follow_up = {"input": {"messages": [{"role": "user", "content": "thanks"}]}}
+        second = await stream(server.url, "agent", {**follow_up, "thread_id": thread})
+        answer = "".join(e.json()["content"] for e in second.of("data"))
+        # The offline model counts the conversation it was given: the thread's, then "thanks".
+        assert "This conversation has 4 messages so far." in answer
+        saved = (await client.get(f"/threads/{thread}")).json()["messages"]
+        assert len(saved) == 6

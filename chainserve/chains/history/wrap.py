@@ -7,7 +7,9 @@ from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable
 
-from chainserve.chains.history.memory import HISTORY_KEY, THREAD_KEY, ThreadMemory
+from chainserve.chains.agents import is_agent, with_turns
+from chainserve.chains.history.agent_turns import AgentTurns
+from chainserve.chains.history.memory import HISTORY_KEY, THREAD_KEY, HistoryFactory, ThreadMemory
 from chainserve.chains.history.store import ThreadHistory, ThreadStore
 from chainserve.chains.tokens.count import count_message_tokens
 
@@ -39,22 +41,32 @@ def trim_history(token_budget: int, history: list[BaseMessage], model: str) -> l
     return system + kept[start:]
 
 
+def thread_histories(store: ThreadStore | None) -> HistoryFactory:
+    """A thread id's history in `store`; None for no thread (or no store): nothing is kept."""
+
+    def history(thread_id: str) -> BaseChatMessageHistory | None:
+        return ThreadHistory(store, thread_id) if thread_id and store is not None else None
+
+    return history
+
+
 def with_thread_history(
     runnable: Runnable[Any, Any], store: ThreadStore | None, token_budget: int, default_model: str
 ) -> Runnable[Any, Any]:
     """Wrap `runnable` (input `{"messages": [...]}`) so `configurable.thread_id` gives it memory.
 
     The new messages and the reply are appended when the run completes; a failed or
-    cancelled run leaves the thread as it was.
+    cancelled run leaves the thread as it was. An agent (`chains/agents.py`) keeps its own:
+    its whole turn, tool calls and results included, goes into the thread.
     """
-
-    def history(thread_id: str) -> BaseChatMessageHistory | None:
-        return ThreadHistory(store, thread_id) if thread_id and store is not None else None
-
-    memory = ThreadMemory(
+    if is_agent(runnable):
+        turns = AgentTurns(thread_histories(store), partial(trim_history, token_budget),
+                           default_model)  # fmt: skip
+        return with_turns(runnable, turns)
+    threaded = ThreadMemory(
         bound=runnable,
-        history=history,
+        history=thread_histories(store),
         trim=partial(trim_history, token_budget),
         default_model=default_model,
     )
-    return memory.with_config(configurable={THREAD_KEY: ""})
+    return threaded.with_config(configurable={THREAD_KEY: ""})
