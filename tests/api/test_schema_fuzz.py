@@ -60,9 +60,16 @@ HYPOTHESIS = settings(
 INPUTS = {
     "chat": {"messages": [{"role": "user", "content": "fuzz"}]},
     "explain": {"topic": "fuzz"},
-    "rag": {"question": "fuzz"},
 }
-"""A valid input for each offline chain, so some cases run the chain to the end."""
+
+
+def valid_input(schema: dict[str, Any]) -> dict[str, Any]:
+    """A valid input for any served chain, from its input schema, so some cases run the chain
+    to the end: a conversation for a `messages` field, "fuzz" for every other required one."""
+    properties = schema.get("properties") or {}
+    required = schema.get("required") or list(properties)
+    return {name: INPUTS["chat"]["messages"] if name == "messages" else "fuzz" for name in required}
+
 
 Check = Callable[[CheckContext, Response, Case], bool | None]
 
@@ -113,7 +120,9 @@ CONFORMANCE: list[Check] = [
 def _known(server: LiveServer, headers: Mapping[str, str]) -> dict[str, list[str]]:
     """Real values for the path parameters: chain names, a thread, a finished run, a hash."""
     with httpx.Client(base_url=server.url, headers=dict(headers), timeout=10) as client:
-        chains = [chain["name"] for chain in client.get("/chains").json()["chains"]]
+        listed = client.get("/chains").json()["chains"]
+        chains = [chain["name"] for chain in listed]
+        INPUTS.update({c["name"]: valid_input(c["input_schema"]) for c in listed})
         thread = client.post("/threads").json()["thread_id"]
         # A stream, not an invoke: only streamed runs are kept in the run log to be joined.
         streamed = client.post("/chains/explain/stream", json={"input": INPUTS["explain"]})

@@ -155,7 +155,7 @@ def test_client_commands_ignore_the_servers_settings(
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[0].startswith("chat\t")
+    assert any(line.startswith("chat\t") for line in result.stdout.splitlines())
     assert result.stdout.splitlines()[-1] == "no langchain"
 
 

@@ -4,7 +4,7 @@
 import { apiKey, endpoint, getJSON } from "./api.js";
 import { buildControls } from "./controls.js";
 import { curlCommand } from "./curl.js";
-import { streamRun, textOf } from "./run.js";
+import { contentText, streamRun } from "./run.js";
 import { AnswerView, sentBubble } from "./turn.js";
 
 // A chat chain takes `messages` and requires nothing else: it gets the conversation view.
@@ -68,7 +68,7 @@ export class Pane {
       if (load !== this.loads) return;
       this.history = thread.messages
         .filter((message) => message.role === "user" || message.role === "assistant")
-        .map(({ role, content }) => ({ role, content: textOf({ content }) }));
+        .map(({ role, content }) => ({ role, content: contentText(content) }));
       for (const message of this.history) this.replay(message);
     } catch (error) {
       if (load === this.loads) this.showProblem(error);

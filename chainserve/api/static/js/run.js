@@ -10,8 +10,11 @@ const MESSAGE_TYPES = new Set(["ai", "AIMessage", "AIMessageChunk"]);
 // events instead, as one object updated in place.
 export function textOf(chunk) {
   if (typeof chunk === "string") return chunk;
-  if (!MESSAGE_TYPES.has(chunk?.type)) return "";
-  const content = chunk.content;
+  return MESSAGE_TYPES.has(chunk?.type) ? contentText(chunk.content) : "";
+}
+
+// A message's content as text: a string, or the text of its parts (others, images, dropped).
+export function contentText(content) {
   if (typeof content === "string") return content;
   if (!Array.isArray(content)) return "";
   const text = (part) => (typeof part === "string" ? part : part?.type === "text" ? part.text ?? "" : "");
