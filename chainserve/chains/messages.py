@@ -38,6 +38,8 @@ def coerce_message(value: Any) -> BaseMessage:
     if not isinstance(kind, str) or kind not in ROLES:
         allowed = ", ".join(sorted(ROLES))
         raise ValueError(f"message role/type must be one of: {allowed}")
+    if ROLES[kind] == "ai" and value.get("content") is None and value.get("tool_calls"):
+        value = {**value, "content": ""}  # OpenAI leaves it out (or null) beside tool calls
     if "content" not in value:
         raise ValueError("message is missing 'content'")
     _check_content(value["content"])

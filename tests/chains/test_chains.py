@@ -75,11 +75,13 @@ def test_registry_discovers_every_chain_module() -> None:
 
 def test_every_chain_exposes_only_the_enumerated_configurable_keys() -> None:
     """The model's three knobs on every shipped chain, a prompt choice where a chain has
-    variants, a thread where it keeps memory: nothing else is settable per request."""
+    variants, a thread where it keeps memory, the caller's tools where the chain is the model
+    itself: nothing else is settable per request."""
     for chain in build_registry(ModelConfig()).values():
         memory = {"thread_id"} if chain.spec.memory else set()
         assert {"max_tokens", "model", "temperature", *memory} <= set(chain.configurable)
-        assert set(chain.configurable) <= {"max_tokens", "model", "prompt", "temperature", *memory}
+        allowed = {"max_tokens", "model", "prompt", "temperature", "client_tools", *memory}
+        assert set(chain.configurable) <= allowed
 
 
 def test_offline_model_is_used_without_key_or_base_url() -> None:

@@ -23,6 +23,7 @@ from chainserve.api.runs.calls import Failed, invoke, start_stream
 from chainserve.api.runs.request import OnDisconnect, check_thread, prepare_run, with_thread
 from chainserve.chains import RegisteredChain
 from chainserve.chains.messages import coerce_message
+from chainserve.chains.models.client_tools import CLIENT_TOOLS_KEY
 from chainserve.chains.registry import input_from_messages
 
 router = APIRouter(prefix="/v1", tags=["openai"], responses=error_responses(*REFUSALS, openai=True))
@@ -61,27 +62,26 @@ class ChatCompletionRequest(BaseModel):
     on_disconnect: OnDisconnect = "cancel"
 
 
+CLIENT_TOOL_FIELDS = ("tools", "tool_choice", "response_format", "parallel_tool_calls")
+"""What a chain built on `ClientToolsModel` (the `model` chain) passes to its model."""
+
+
 def _reject_unsupported(body: ChatCompletionRequest) -> None:
     extra = body.model_extra or {}
     if body.n not in (None, 1):
         raise OpenAIRequestError(400, "n > 1 is not supported by chainserve", "n")
-    for name in ("tools", "functions", "tool_choice", "function_call"):
+    for name in ("functions", "function_call"):
         if extra.get(name):
             raise OpenAIRequestError(
-                400, f"'{name}' is not supported: chains bring their own", name
+                400, f"'{name}' is not supported: send `tools` to the `model` chain", name
             )
     if extra.get("logprobs") or extra.get("top_logprobs"):
         raise OpenAIRequestError(400, "logprobs are not supported", "logprobs")
-    response_format = extra.get("response_format")
-    if response_format not in (None, {"type": "text"}):
-        raise OpenAIRequestError(
-            400, "only the text response_format is supported", "response_format"
-        )
     if extra.get("audio") or extra.get("modalities") not in (None, ["text"]):
         raise OpenAIRequestError(400, "only text output is supported", "modalities")
-    unknown = sorted(set(extra) - IGNORED - {"tools", "functions", "tool_choice", "function_call",
-                                             "logprobs", "top_logprobs", "response_format",
-                                             "audio", "modalities"})  # fmt: skip
+    unknown = sorted(set(extra) - IGNORED - {*CLIENT_TOOL_FIELDS, "functions", "function_call",
+                                             "logprobs", "top_logprobs", "audio",
+                                             "modalities"})  # fmt: skip
     if unknown:
         raise OpenAIRequestError(
             400, f"Unrecognized request argument supplied: {unknown[0]}", unknown[0]
@@ -99,6 +99,26 @@ def _chain_input(chain: RegisteredChain, messages: list[Any]) -> dict[str, Any]:
         return input_from_messages(chain.spec, coerced)
     except ValueError as exc:
         raise OpenAIRequestError(400, str(exc), "messages") from None
+
+
+def _client_tools(chain: RegisteredChain, body: ChatCompletionRequest) -> dict[str, Any] | None:
+    """The request's own tools and response format, for a chain whose model takes them; any
+    other chain brings its own tools and refuses them (a text `response_format` is no ask)."""
+    extra = body.model_extra or {}
+    asked = {name: extra[name] for name in CLIENT_TOOL_FIELDS if extra.get(name) is not None}
+    if asked.get("response_format") == {"type": "text"}:
+        del asked["response_format"]
+    if CLIENT_TOOLS_KEY in chain.configurable:
+        return asked or None
+    refused = next((name for name in CLIENT_TOOL_FIELDS[:3] if name in asked), None)
+    if refused is not None:
+        raise OpenAIRequestError(
+            400,
+            f"'{refused}' is not supported by chain {chain.name!r}: it brings its own tools and "
+            "output; the `model` chain takes a client's tools",
+            refused,
+        )
+    return None  # `parallel_tool_calls` alone changes nothing: ignored, as OpenAI ignores it
 
 
 KNOB_PARAMETERS = ("top_p", "seed", "stop", "frequency_penalty", "presence_penalty")
@@ -138,6 +158,9 @@ def _config(chain: RegisteredChain, body: ChatCompletionRequest, cap: int) -> di
     for parameter in KNOB_PARAMETERS:
         if extra.get(parameter) is not None and parameter in chain.configurable:
             knobs[parameter] = extra[parameter]
+    client_tools = _client_tools(chain, body)
+    if client_tools is not None:
+        knobs[CLIENT_TOOLS_KEY] = client_tools
     if knobs:
         config["configurable"] = {**(config.get("configurable") or {}), **knobs}
     return with_thread(config, body.thread_id)  # type: ignore[no-any-return]
