@@ -150,8 +150,9 @@ class AgentStream(RunnableSerializable[Any, Any]):
         if self.turns is not None:
             thread, past = await self.turns.load(ensure_config(config))
         steps = _Steps(_tool_nodes(self.graph))
-        # The state after each superstep only when a thread needs the turn's messages.
-        modes = ["messages", "tasks", *(["values"] if thread is not None else [])]
+        # The state after each superstep (once per step, not per token): a thread keeps the
+        # turn's messages, and a `create_agent(response_format=...)` answer is in it.
+        modes = ["messages", "tasks", "values"]
         state: Any = None
         async for mode, item in self.graph.astream(_after(past, input), config, stream_mode=modes):
             if mode == "values":
@@ -166,6 +167,9 @@ class AgentStream(RunnableSerializable[Any, Any]):
                 yield EventChunk("tool_result", _tool_result(message, step.index))
             elif isinstance(message, AIMessage) and step.kind != "tool":
                 yield message
+        structured = state.get("structured_response") if isinstance(state, dict) else None
+        if structured is not None:
+            yield structured  # the agent's answer as a value: an `object` event on every surface
         if thread is not None:  # only a completed turn is remembered
             await self.turns.save(thread, _turn(state, past))
 
@@ -263,9 +267,14 @@ def model_parts(chain: Runnable[Any, Any]) -> Any:
     return _runnables_in_nodes(chain.graph) if isinstance(chain, AgentStream) else chain
 
 
-def final_message(output: Any) -> BaseMessage | None:
-    """The answer in an agent's final state (`{"messages": [...]}`): its last AI message."""
-    messages = output.get("messages") if isinstance(output, dict) else None
+def agent_answer(output: Any) -> Any:
+    """The answer in an agent's final state (`{"messages": [...]}`): its structured response
+    (`create_agent(response_format=...)`), else its last AI message; None if not a state."""
+    if not isinstance(output, dict):
+        return None
+    if output.get("structured_response") is not None:
+        return output["structured_response"]
+    messages = output.get("messages")
     if isinstance(messages, list) and messages and isinstance(messages[-1], AIMessage):
         return messages[-1]
     return None

@@ -16,7 +16,7 @@ from langchain_core.tools import tool
 from langgraph.graph import END, START, MessagesState, StateGraph
 
 from chainserve.chains import ChainSpec, ModelConfig, build_model
-from chainserve.chains.agent import AgentInput
+from chainserve.chains.agent import AgentInput, calculator
 from tests.api.streaming import stream
 from tests.conftest import ServerFactory, offline_settings
 from tests.support.node import read_with_ai_sdk
@@ -219,3 +219,38 @@ async def test_an_agents_thread_keeps_its_whole_turns_in_the_thread_store(
         assert "This conversation has 4 messages so far." in answer
         saved = (await client.get(f"/threads/{thread}")).json()["messages"]
         assert len(saved) == 6
+
+
+def test_an_agents_structured_response_is_its_answer_on_every_surface(
+    start_server: ServerFactory,
+) -> None:
+    """`create_agent(response_format=...)` answers with an object: native `object` events,
+    `/v1` content as its JSON, `GET /runs/{id}` structured_output; never an empty 200."""
+    from pydantic import BaseModel
+
+    class Sum(BaseModel):
+        expression: str
+        total: int
+
+    def build(config: ModelConfig) -> Any:
+        model: Any = build_model(config)
+        return create_agent(model, tools=[calculator], response_format=Sum)
+
+    spec = ChainSpec("summer", "Sums.", build, AgentInput)
+    server = start_server(offline_settings(offline_delay=0.0, example_chains=False), [spec])
+    expected = {"expression": "add 2 and 2", "total": 2}
+    native = asyncio.run(stream(server.url, "summer", {"input": {"messages": [
+        {"role": "user", "content": "add 2 and 2"}]}}))  # fmt: skip
+    assert native.of("object")[-1].json() == {"value": expected, "complete": True}
+    record = httpx.get(f"{server.url}/runs/{_run_id(native)}").json()
+    assert record["structured_output"] == expected
+    sdk = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+    for streamed in (False, True):
+        answer = sdk.chat.completions.create(
+            model="summer", messages=[{"role": "user", "content": "add 2 and 2"}], stream=streamed
+        )
+        if streamed:
+            content = "".join(c.choices[0].delta.content or "" for c in answer if c.choices)  # type: ignore[union-attr]
+        else:
+            content = answer.choices[0].message.content or ""  # type: ignore[union-attr]
+        assert json.loads(content) == expected

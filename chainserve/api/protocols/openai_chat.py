@@ -8,7 +8,7 @@ from langchain_core.messages import BaseMessage
 
 from chainserve.api.runs.encoding import MESSAGE_TYPES, to_json
 from chainserve.api.runs.log import RunEvent
-from chainserve.chains.agents import final_message
+from chainserve.chains.agents import agent_answer
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error"}
 
@@ -63,7 +63,8 @@ def completion_message(output: Any) -> tuple[dict[str, Any], str | None]:
     implies: text as content, a model message's text and tool calls, any other value (a
     structured output, a dict) as its JSON text."""
     message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
-    output = final_message(output) or output  # an agent's final state answers with its last turn
+    answer = agent_answer(output)  # an agent's final state answers with its answer
+    output = output if answer is None else answer
     if isinstance(output, BaseMessage):
         message["content"] = text_of(output)
         calls = getattr(output, "tool_calls", None) or []
