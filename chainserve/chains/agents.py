@@ -16,6 +16,7 @@ request's config, but does not list what the model accepts, so they are found in
 """
 
 import sys
+import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
@@ -30,6 +31,7 @@ from pydantic import BaseModel, ConfigDict
 from chainserve.chains.messages import coerce_message
 from chainserve.chains.models.streaming import is_plain_binding
 from chainserve.chains.output_events import EventChunk
+from chainserve.chains.thread_key import THREAD_KEY, THREAD_SPEC
 
 _MAX_DEPTH = 4
 
@@ -45,9 +47,6 @@ def is_graph(runnable: object) -> bool:
 
 class TurnStore(Protocol):
     """Where an agent's conversation turns are kept (`chains/history/agent_turns.py`)."""
-
-    @property
-    def config_spec(self) -> ConfigurableFieldSpec: ...
 
     async def load(self, config: RunnableConfig) -> tuple[Any, list[BaseMessage]]:
         """The run's thread (None: no thread asked for) and the history to run on."""
@@ -112,13 +111,28 @@ class AgentStream(RunnableSerializable[Any, Any]):
     @property
     def config_specs(self) -> list[ConfigurableFieldSpec]:
         found = [spec for model in _runnables_in_nodes(self.graph) for spec in model.config_specs]
-        threads = [self.turns.config_spec] if self.turns is not None else []
+        threads = [THREAD_SPEC] if self.turns is not None or self._checkpointed else []
         return get_unique_config_specs([*self.graph.config_specs, *found, *threads])
 
+    @property
+    def _checkpointed(self) -> bool:
+        """The graph keeps its own threads (compiled with a LangGraph checkpointer)."""
+        return getattr(self.graph, "checkpointer", None) not in (None, False)
+
+    def _config(self, config: RunnableConfig | None) -> RunnableConfig:
+        """A graph with its own checkpointer needs a thread id to run at all: a request that
+        names none gets a fresh one, a turn with no past (LangGraph would refuse it)."""
+        config = ensure_config(config)
+        configurable = config.get("configurable") or {}
+        if self._checkpointed and not configurable.get(THREAD_KEY):
+            return {**config, "configurable": {**configurable, THREAD_KEY: uuid.uuid4().hex}}
+        return config
+
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        return self.graph.invoke(input, config, **kwargs)
+        return self.graph.invoke(input, self._config(config), **kwargs)
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        config = self._config(config)
         if self.turns is None:
             return await self.graph.ainvoke(input, config, **kwargs)
         thread, past = await self.turns.load(ensure_config(config))
@@ -129,7 +143,7 @@ class AgentStream(RunnableSerializable[Any, Any]):
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
-        yield from self.graph.stream(input, config, **kwargs)
+        yield from self.graph.stream(input, self._config(config), **kwargs)
 
     def astream_log(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         return self.graph.astream_log(input, config, **kwargs)
@@ -142,6 +156,7 @@ class AgentStream(RunnableSerializable[Any, Any]):
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
+        config = self._config(config)
         if kwargs:  # a caller asking for the graph's own stream modes gets them
             async for item in self.graph.astream(input, config, **kwargs):
                 yield item

@@ -254,3 +254,26 @@ def test_an_agents_structured_response_is_its_answer_on_every_surface(
         else:
             content = answer.choices[0].message.content or ""  # type: ignore[union-attr]
         assert json.loads(content) == expected
+
+
+def test_a_users_graph_with_its_own_checkpointer_keeps_its_threads_there(
+    start_server: ServerFactory,
+) -> None:
+    """`create_agent(..., checkpointer=...)` served with `--chains`: without a thread each
+    run is a fresh one (LangGraph refuses a checkpointed run with none); with a thread made
+    by POST /threads, the graph's own checkpointer carries the conversation."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    model: Any = build_model(ModelConfig(offline_delay=0.0))
+    graph = create_agent(model, tools=[calculator], checkpointer=InMemorySaver())
+    server = start_server(offline_settings(example_chains=False), {"mine": graph})
+    ask = {"input": {"messages": [{"role": "user", "content": "hello"}]}}
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        alone = client.post("/chains/mine/invoke", json=ask)
+        assert alone.status_code == 200, alone.text
+        thread = client.post("/threads").json()["thread_id"]
+        for _ in range(2):
+            turn = client.post("/chains/mine/invoke", json={**ask, "thread_id": thread})
+            assert turn.status_code == 200, turn.text
+    messages = turn.json()["output"]["messages"]
+    assert [m["type"] for m in messages] == ["human", "ai", "human", "ai"]

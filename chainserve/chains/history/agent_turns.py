@@ -9,16 +9,16 @@ as it was.
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import RunnableConfig
-from langchain_core.runnables.utils import ConfigurableFieldSpec
 
-from chainserve.chains.history.memory import THREAD_KEY, THREAD_SPEC, HistoryFactory, Trim
+from chainserve.chains.history.memory import HistoryFactory, Trim
 from chainserve.chains.models.factory import MODEL_KEY
+from chainserve.chains.thread_key import THREAD_KEY
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,6 @@ class AgentTurns:
     history: HistoryFactory
     trim: Trim
     default_model: str
-    config_spec: ConfigurableFieldSpec = field(default=THREAD_SPEC)
 
     async def load(self, config: RunnableConfig) -> tuple[Any, list[BaseMessage]]:
         """The run's thread (None: no thread asked for) and its trimmed history."""

@@ -20,19 +20,10 @@ from pydantic import ConfigDict
 from chainserve.chains.messages import coerce_message
 from chainserve.chains.models.factory import MODEL_KEY
 from chainserve.chains.models.streaming import traced_stream
+from chainserve.chains.thread_key import THREAD_KEY, THREAD_SPEC
 
-THREAD_KEY = "thread_id"
 HISTORY_KEY = "history"
 """The prompt variable history arrives in: chains with memory put a placeholder for it."""
-
-THREAD_SPEC = ConfigurableFieldSpec(
-    id=THREAD_KEY,
-    annotation=str,
-    name="Thread",
-    description="Conversation thread to load and extend (see POST /threads).",
-    default="",
-    is_shared=True,
-)
 
 HistoryFactory = Callable[[str], BaseChatMessageHistory | None]
 Trim = Callable[[list[BaseMessage], str], list[BaseMessage]]

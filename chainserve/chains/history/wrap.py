@@ -9,8 +9,9 @@ from langchain_core.runnables import Runnable
 
 from chainserve.chains.agents import is_agent, with_turns
 from chainserve.chains.history.agent_turns import AgentTurns
-from chainserve.chains.history.memory import HISTORY_KEY, THREAD_KEY, HistoryFactory, ThreadMemory
+from chainserve.chains.history.memory import HISTORY_KEY, HistoryFactory, ThreadMemory
 from chainserve.chains.history.store import ThreadHistory, ThreadStore
+from chainserve.chains.thread_key import THREAD_KEY
 from chainserve.chains.tokens.count import count_message_tokens
 
 __all__ = ["HISTORY_KEY", "THREAD_KEY", "trim_history", "with_thread_history"]
