@@ -22,15 +22,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import ensure_config
-from langchain_core.runnables.graph import Graph
 from langchain_core.runnables.utils import ConfigurableFieldSpec, get_unique_config_specs
-from pydantic import BaseModel, ConfigDict
 
 from chainserve.chains.messages import coerce_message
 from chainserve.chains.models.streaming import is_plain_binding
 from chainserve.chains.output_events import EventChunk
+from chainserve.chains.stand_in import StandIn
 from chainserve.chains.thread_key import THREAD_KEY, THREAD_SPEC
 
 _MAX_DEPTH = 4
@@ -78,35 +77,17 @@ def as_agent(chain: Runnable[Any, Any]) -> Runnable[Any, Any]:
     return AgentStream(graph=chain) if is_graph(chain) else chain
 
 
-class AgentStream(RunnableSerializable[Any, Any]):
+class AgentStream(StandIn):
     """A graph whose `astream` yields tokens, steps and tool results; see the module docstring."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
 
     graph: Any
     """The user's compiled graph (a `Pregel`)."""
     turns: Any = None
     """Its conversation threads (a `TurnStore`), when the chain keeps them."""
 
-    def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
-        return cast(str, self.graph.get_name(suffix, name=name))
-
     @property
-    def InputType(self) -> Any:  # noqa: N802  # LangChain's name
-        return self.graph.InputType
-
-    @property
-    def OutputType(self) -> Any:  # noqa: N802  # LangChain's name
-        return self.graph.OutputType
-
-    def get_input_schema(self, config: RunnableConfig | None = None) -> type[BaseModel]:
-        return cast(type[BaseModel], self.graph.get_input_schema(config))
-
-    def get_output_schema(self, config: RunnableConfig | None = None) -> type[BaseModel]:
-        return cast(type[BaseModel], self.graph.get_output_schema(config))
-
-    def get_graph(self, config: RunnableConfig | None = None) -> Graph:
-        return cast(Graph, self.graph.get_graph(config))
+    def original(self) -> Runnable[Any, Any]:
+        return cast(Runnable[Any, Any], self.graph)
 
     @property
     def config_specs(self) -> list[ConfigurableFieldSpec]:
@@ -144,14 +125,6 @@ class AgentStream(RunnableSerializable[Any, Any]):
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
         yield from self.graph.stream(input, self._config(config), **kwargs)
-
-    def astream_log(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        return self.graph.astream_log(input, config, **kwargs)
-
-    def astream_events(
-        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> Any:
-        return self.graph.astream_events(input, config, **kwargs)
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any

@@ -36,7 +36,6 @@ from langchain_core.runnables import (
     Runnable,
     RunnableConfig,
     RunnableSequence,
-    RunnableSerializable,
 )
 from langchain_core.runnables.config import (
     ensure_config,
@@ -48,9 +47,7 @@ from langchain_core.runnables.configurable import (
     RunnableConfigurableAlternatives,
     RunnableConfigurableFields,
 )
-from langchain_core.runnables.graph import Graph
 from langchain_core.runnables.utils import ConfigurableFieldSpec
-from pydantic import BaseModel, ConfigDict
 
 from chainserve.chains.models.factory import ModelConfig
 from chainserve.chains.models.listeners import wants_chain_runs
@@ -60,6 +57,7 @@ from chainserve.chains.models.streaming import (
     stream_model_text,
     traced_stream,
 )
+from chainserve.chains.stand_in import StandIn
 
 _MAX_WRAPPERS = 8
 
@@ -108,42 +106,24 @@ def _is_prompt(step: Runnable[Any, Any]) -> bool:
     )
 
 
-class LeanSequence(RunnableSerializable[Any, str]):
+class LeanSequence(StandIn):
     """A recognised `[steps |] model | StrOutputParser()`: streamed lean when nobody listens
     to chain runs, else (and for everything but `astream`) the sequence itself."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
 
     sequence: RunnableSequence[Any, str]
     """The user's sequence on the served models: the path every traced or non-stream call takes."""
 
     @property
+    def original(self) -> Runnable[Any, Any]:
+        return self.sequence
+
+    @property
     def _steps(self) -> list[Runnable[Any, Any]]:
         return self.sequence.steps
-
-    def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
-        return self.sequence.get_name(suffix, name=name)
-
-    @property
-    def InputType(self) -> Any:  # noqa: N802  # LangChain's name
-        return self.sequence.InputType
-
-    @property
-    def OutputType(self) -> Any:  # noqa: N802  # LangChain's name
-        return self.sequence.OutputType
-
-    def get_input_schema(self, config: RunnableConfig | None = None) -> type[BaseModel]:
-        return cast(type[BaseModel], self.sequence.get_input_schema(config))
-
-    def get_output_schema(self, config: RunnableConfig | None = None) -> type[BaseModel]:
-        return cast(type[BaseModel], self.sequence.get_output_schema(config))
 
     @property
     def config_specs(self) -> list[ConfigurableFieldSpec]:
         return self.sequence.config_specs
-
-    def get_graph(self, config: RunnableConfig | None = None) -> Graph:
-        return self.sequence.get_graph(config)
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> str:
         return self.sequence.invoke(input, config, **kwargs)
@@ -161,14 +141,6 @@ class LeanSequence(RunnableSerializable[Any, str]):
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[str]:
         yield from self.sequence.stream(input, config, **kwargs)
-
-    def astream_log(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        return self.sequence.astream_log(input, config, **kwargs)
-
-    def astream_events(
-        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> Any:
-        return self.sequence.astream_events(input, config, **kwargs)
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any

@@ -7,24 +7,13 @@ from typing import Any
 import openai
 import pytest
 from langchain_core.messages import HumanMessage, ToolMessage
-from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
-from pydantic import BaseModel
 
+from chainserve.chains.agent import calculator
 from tests.conftest import ServerFactory, offline_settings, upstream_settings
 from tests.support.mock_upstream import MockUpstream, Script
 from tests.support.server import LiveServer
-
-
-@tool
-def calculator(expression: str) -> str:
-    """Evaluate an arithmetic expression."""
-    return "14"
-
-
-class Verdict(BaseModel):
-    guilty: bool
-    reason: str
+from tests.support.shapes import Verdict
 
 
 @pytest.fixture

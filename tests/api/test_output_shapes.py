@@ -13,15 +13,16 @@ import pytest
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable, RunnableParallel
-from langchain_core.tools import tool
 from pydantic import BaseModel
 
 from chainserve.chains import ChainSpec, ModelConfig, build_model
+from chainserve.chains.agent import calculator
 from tests.api.streaming import stream
 from tests.conftest import ServerFactory, offline_settings, upstream_settings
 from tests.support.mock_upstream import MockUpstream, Script
 from tests.support.node import read_with_ai_sdk
 from tests.support.server import LiveServer
+from tests.support.shapes import Verdict
 from tests.support.terminal import run_cli
 
 PROMPT = ChatPromptTemplate.from_template("{question}")
@@ -29,17 +30,6 @@ PROMPT = ChatPromptTemplate.from_template("{question}")
 
 class Question(BaseModel):
     question: str
-
-
-class Verdict(BaseModel):
-    guilty: bool
-    reason: str
-
-
-@tool
-def calculator(expression: str) -> str:
-    """Evaluate an arithmetic expression."""
-    return "4"
 
 
 def _spec(name: str, build: Callable[[ModelConfig], Runnable[Any, Any]]) -> ChainSpec:

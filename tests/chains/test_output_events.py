@@ -9,26 +9,15 @@ from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.output_parsers import JsonOutputParser, StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable, RunnableParallel
-from langchain_core.tools import tool
-from pydantic import BaseModel
 
+from chainserve.chains.agent import calculator
 from chainserve.chains.models.factory import ModelConfig, build_model
 from chainserve.chains.output_events import OutputEvent, OutputEvents
+from tests.support.shapes import Verdict
 
 pytestmark = pytest.mark.asyncio
 
 PROMPT = ChatPromptTemplate.from_template("{question}")
-
-
-@tool
-def calculator(expression: str) -> str:
-    """Evaluate an arithmetic expression."""
-    return "4"
-
-
-class Verdict(BaseModel):
-    guilty: bool
-    reason: str
 
 
 def model() -> Runnable[Any, Any]:

@@ -6,20 +6,14 @@ from collections.abc import AsyncIterator
 import openai
 import pytest
 import pytest_asyncio
-from langchain_core.tools import tool
 from pydantic import BaseModel
 
+from chainserve.chains.agent import calculator
 from chainserve.chains.models.factory import ModelConfig, build_model
 from chainserve.chains.models.upstream_client import UpstreamClient
 from tests.support.mock_upstream import MockUpstream, Script
 
 KNOBS = ["max_tokens", "model", "temperature"]
-
-
-@tool
-def calculator(expression: str) -> str:
-    """Evaluate an arithmetic expression."""
-    return "4"
 
 
 class Answer(BaseModel):

@@ -10,14 +10,9 @@ from langchain_core.output_parsers import JsonOutputParser
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
+from chainserve.chains.agent import calculator
 from chainserve.chains.models.offline import OfflineChatModel
 from chainserve.chains.models.offline_tools import arguments_for, arithmetic_in, plan_turn
-
-
-@tool
-def calculator(expression: str) -> str:
-    """Evaluate an arithmetic expression."""
-    return "14"
 
 
 @tool
