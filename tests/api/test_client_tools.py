@@ -92,3 +92,24 @@ def test_a_chain_that_brings_its_own_tools_refuses_the_callers(server: LiveServe
         )
     assert refused.value.body["param"] == "tools"  # type: ignore[index]
     assert "model" in refused.value.body["message"]  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "tools",
+    [
+        pytest.param([{"type": "function"}], id="no-function"),
+        pytest.param([{"type": "retrieval", "function": {"name": "f"}}], id="not-a-function"),
+        pytest.param([{"type": "function", "function": {"name": "bad name!"}}], id="bad-name"),
+        pytest.param([{"type": "function", "function": {"name": "f"}}] * 129, id="too-many"),
+    ],
+)
+def test_malformed_client_tools_are_refused_before_the_model_is_called(
+    server: LiveServer, tools: Any
+) -> None:
+    sdk = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.chat.completions.create(
+            model="model", messages=[{"role": "user", "content": "hi"}], tools=tools
+        )
+    assert refused.value.body["param"].startswith("tools")  # type: ignore[index]
+    assert refused.value.body["message"].startswith(refused.value.body["param"])  # type: ignore[index]

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chainserve.api.access.input_limit import OPENAI_RESPONSES as INPUT_LIMIT_RESPONSES
 from chainserve.api.access.input_limit import check_run_input
@@ -23,7 +23,7 @@ from chainserve.api.runs.calls import Failed, invoke, start_stream
 from chainserve.api.runs.request import OnDisconnect, check_thread, prepare_run, with_thread
 from chainserve.chains import RegisteredChain
 from chainserve.chains.messages import coerce_message
-from chainserve.chains.models.client_tools import CLIENT_TOOLS_KEY
+from chainserve.chains.models.client_tools import CLIENT_TOOLS_KEY, ClientTools
 from chainserve.chains.registry import input_from_messages
 
 router = APIRouter(prefix="/v1", tags=["openai"], responses=error_responses(*REFUSALS, openai=True))
@@ -109,7 +109,14 @@ def _client_tools(chain: RegisteredChain, body: ChatCompletionRequest) -> dict[s
     if asked.get("response_format") == {"type": "text"}:
         del asked["response_format"]
     if CLIENT_TOOLS_KEY in chain.configurable:
-        return asked or None
+        if not asked:
+            return None
+        try:
+            return ClientTools.model_validate(asked).model_dump(exclude_none=True)
+        except ValidationError as exc:
+            problem = exc.errors(include_url=False)[0]
+            where = _param(problem["loc"])
+            raise OpenAIRequestError(400, f"{where}: {problem['msg']}", where) from None
     refused = next((name for name in CLIENT_TOOL_FIELDS[:3] if name in asked), None)
     if refused is not None:
         raise OpenAIRequestError(
@@ -119,6 +126,14 @@ def _client_tools(chain: RegisteredChain, body: ChatCompletionRequest) -> dict[s
             refused,
         )
     return None  # `parallel_tool_calls` alone changes nothing: ignored, as OpenAI ignores it
+
+
+def _param(loc: tuple[Any, ...]) -> str:
+    """A pydantic error location as OpenAI names a parameter: `tools[0].function.name`."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text
 
 
 KNOB_PARAMETERS = ("top_p", "seed", "stop", "frequency_penalty", "presence_penalty")

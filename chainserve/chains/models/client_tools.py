@@ -20,12 +20,30 @@ from pydantic import BaseModel, ConfigDict, Field
 CLIENT_TOOLS_KEY = "client_tools"
 
 
+class FunctionSpec(BaseModel):
+    """A function the caller's model may call, as OpenAI takes it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ClientTool(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["function"]
+    function: FunctionSpec
+
+
 class ClientTools(BaseModel):
     """The caller's tools for one request, in OpenAI's Chat Completions shapes."""
 
     model_config = ConfigDict(extra="forbid")
 
-    tools: list[dict[str, Any]] = Field(default_factory=list, max_length=128)
+    tools: list[ClientTool] = Field(default_factory=list, max_length=128)
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
@@ -57,13 +75,14 @@ class ClientToolsModel(RunnableSerializable[LanguageModelInput, BaseMessage]):
             return self.model
         asked = raw if isinstance(raw, ClientTools) else ClientTools.model_validate(raw)
         model = self.model
-        if asked.tools:
+        tools = [tool.model_dump(exclude_none=True) for tool in asked.tools]
+        if tools:
             extra = (
                 {}
                 if asked.parallel_tool_calls is None
                 else {"parallel_tool_calls": asked.parallel_tool_calls}
             )
-            model = model.bind_tools(asked.tools, tool_choice=asked.tool_choice, **extra)  # type: ignore[attr-defined]
+            model = model.bind_tools(tools, tool_choice=asked.tool_choice, **extra)  # type: ignore[attr-defined]
         if asked.response_format is not None:
             model = model.bind(response_format=asked.response_format)
         return model
