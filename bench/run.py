@@ -28,7 +28,7 @@ import psutil
 from bench import report, scenarios
 from bench.plots import plot_sweep
 from bench.scenarios import Plan
-from bench.targets import REPO, SERVERS
+from bench.targets import FULL_SERVERS, REPO, SERVERS
 
 PACKAGES = ("fastapi", "uvicorn", "langchain-core", "langchain-openai", "langserve", "openai")
 
@@ -88,14 +88,16 @@ async def collect(plan: Plan, log_dir: Path, data: dict[str, Any]) -> None:
     started = time.monotonic()
     steps: list[tuple[str, Callable[[], Awaitable[scenarios.Results]]]] = [
         ("cpu", functools.partial(scenarios.cpu_per_chunk, plan, SERVERS, log_dir)),
-        ("ttft", functools.partial(scenarios.added_ttft, plan, SERVERS, log_dir)),
+        ("ttft", functools.partial(scenarios.added_ttft, plan, FULL_SERVERS, log_dir)),
     ]
     steps += [
-        (f"sweep {n}", functools.partial(scenarios.sweep, plan, SERVERS, log_dir, n))
+        (f"sweep {n}", functools.partial(scenarios.sweep, plan, FULL_SERVERS, log_dir, n))
         for n in plan.sweep_levels
     ]
-    steps.append(("capacity", functools.partial(scenarios.capacity, plan, SERVERS, log_dir)))
-    steps.append(("workers", functools.partial(scenarios.many_workers, plan, SERVERS, log_dir)))
+    steps.append(("capacity", functools.partial(scenarios.capacity, plan, FULL_SERVERS, log_dir)))
+    steps.append(
+        ("workers", functools.partial(scenarios.many_workers, plan, FULL_SERVERS, log_dir))
+    )
     label = "start-up"
     try:
         async with asyncio.timeout(plan.max_seconds):

@@ -81,7 +81,13 @@ def event_fields(block: bytes) -> tuple[bytes, bytes | None]:
 
 
 def _named(name: bytes, data: bytes | None) -> bool:
-    return name == b"data" and data is not None and data not in _EMPTY
+    # A message chunk with empty content (an agent's end-of-turn chunk) carries no token.
+    return (
+        name == b"data"
+        and data is not None
+        and data not in _EMPTY
+        and not (data.startswith(b"{") and b'"content":""' in data)
+    )
 
 
 def _plain(name: bytes, data: bytes | None) -> bool:

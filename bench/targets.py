@@ -18,7 +18,7 @@ from typing import Any
 
 from bench import client
 from bench.procs import HOST, Service, clean_env, free_port, launch, stop, wait_listening
-from bench.report import USER_CHAIN
+from bench.report import AGENT, LANGGRAPH, USER_CHAIN
 from bench.sse import Dialect
 
 REPO = Path(__file__).resolve().parent.parent
@@ -70,6 +70,11 @@ def _chainserve(port: int) -> list[str]:
     return [sys.executable, "-m", "chainserve", "serve", "--host", HOST, "--port", str(port)]
 
 
+def _chainserve_agent(port: int) -> list[str]:
+    """chainserve serving only a user's own `create_agent` graph."""
+    return [*_chainserve(port), "--chains", str(REPO / "bench" / "agent_chain.py"), "--no-examples"]
+
+
 def _chainserve_user_chain(port: int) -> list[str]:
     """chainserve serving only a user's own `prompt | ChatOpenAI | StrOutputParser()`."""
     return [*_chainserve(port), "--chains", str(REPO / "bench" / "user_chain.py"), "--no-examples"]
@@ -85,6 +90,8 @@ class Server:
     body: dict[str, Any]
     dialect: Dialect
     is_baseline: bool = True
+    cpu_only: bool = False
+    """Measured in the CPU table only (the agent rows), to keep the run's length."""
 
     def call(self, port: int) -> client.Call:
         return client.Call(port, self.path, json.dumps(self.body).encode(), self.dialect)
@@ -117,7 +124,21 @@ SERVERS: tuple[Server, ...] = (
         NATIVE_BODY,
         Dialect.OPENAI,
     ),
+    Server(
+        AGENT, _chainserve_agent, "/chains/agent/stream", NATIVE_BODY, Dialect.NAMED, False, True
+    ),
+    Server(
+        LANGGRAPH,
+        _uvicorn("bench.baselines.langgraph_app:create_app"),
+        "/stream",
+        NATIVE_BODY,
+        Dialect.PLAIN,
+        False,
+        True,
+    ),
 )
+FULL_SERVERS = tuple(s for s in SERVERS if not s.cpu_only)
+"""The servers every table measures."""
 BASELINES = tuple(s.name for s in SERVERS if s.is_baseline)
 
 
@@ -180,7 +201,7 @@ def _server_env(server: Server, upstream_port: int, data_dir: Path) -> dict[str,
         "OPENAI_API_KEY": "sk-bench",
         "PYTHONPATH": str(REPO),
     }
-    if server.name in ("chainserve", USER_CHAIN):
+    if server.name in ("chainserve", USER_CHAIN, AGENT):
         extra |= {
             "CHAINSERVE_UPSTREAM_MAX_RETRIES": "0",
             "CHAINSERVE_LOG_LEVEL": "warning",

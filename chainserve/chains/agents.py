@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import ensure_config
 from langchain_core.runnables.utils import ConfigurableFieldSpec, get_unique_config_specs
@@ -137,7 +137,7 @@ class AgentStream(StandIn):
         thread, past = (None, [])
         if self.turns is not None:
             thread, past = await self.turns.load(ensure_config(config))
-        steps = _Steps(_tool_nodes(self.graph))
+        steps, tokens = _Steps(_tool_nodes(self.graph)), _Tokens()
         # The state after each superstep (once per step, not per token): a thread keeps the
         # turn's messages, and a `create_agent(response_format=...)` answer is in it.
         modes = ["messages", "tasks", "values"]
@@ -154,12 +154,40 @@ class AgentStream(StandIn):
             if isinstance(message, ToolMessage):
                 yield EventChunk("tool_result", _tool_result(message, step.index))
             elif isinstance(message, AIMessage) and step.kind != "tool":
-                yield message
+                chunk = tokens.of(message)
+                if chunk is not None:
+                    yield chunk
         structured = state.get("structured_response") if isinstance(state, dict) else None
         if structured is not None:
             yield structured  # the agent's answer as a value: an `object` event on every surface
         if thread is not None:  # only a completed turn is remembered
             await self.turns.save(thread, _turn(state, past))
+
+
+class _Tokens:
+    """A model turn's chunks as the run streams them: plain text as text (what a text chain
+    streams, and a fraction of a message chunk's cost to send), anything more (tool-call
+    pieces, reasoning, the end of a turn that called tools) as the message chunk itself."""
+
+    def __init__(self) -> None:
+        self._calling = False
+
+    def of(self, message: AIMessage) -> Any:
+        if not isinstance(message, AIMessageChunk):
+            return message  # a whole message (a node that invoked its model): as it is
+        ends = message.chunk_position == "last" or bool(
+            message.response_metadata.get("finish_reason")
+        )
+        if message.tool_call_chunks or message.additional_kwargs:
+            self._calling = self._calling or bool(message.tool_call_chunks)
+            return message
+        if ends and self._calling:
+            self._calling = False
+            return message  # closes the turn's tool calls (`output_events.py`)
+        content = message.content
+        if isinstance(content, str):
+            return content or None
+        return message  # content blocks (reasoning, images): the chunk carries them
 
 
 @dataclass(frozen=True)
