@@ -6,7 +6,6 @@ The agent (`build_agent`) is the one chainserve's agent row loads with `--chains
 """
 
 import json
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,9 +13,9 @@ from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 from langchain.agents import create_agent
 from langchain_core.runnables import Runnable
-from langchain_openai import ChatOpenAI
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel
 
+from bench.baselines.user_model import user_chat_model
 from chainserve.chains.agent import calculator, current_time
 
 
@@ -33,14 +32,7 @@ class ChatRequest(BaseModel):
 def build_agent() -> Runnable[Any, Any]:
     """A user's agent: their own `ChatOpenAI`, two tools; the bench upstream never calls them,
     so the whole stream is the agent's final answer."""
-    model = ChatOpenAI(
-        model="gpt-4o-mini",
-        streaming=True,
-        stream_usage=True,
-        max_retries=0,
-        base_url=os.environ["OPENAI_BASE_URL"],
-        api_key=SecretStr(os.environ.get("OPENAI_API_KEY", "sk-bench")),
-    )
+    model = user_chat_model()
     return create_agent(model, tools=[calculator, current_time], system_prompt="You are helpful.")
 
 

@@ -4,16 +4,15 @@ The off-the-shelf way to serve a LangChain chain as SSE; chainserve runs a simil
 ratio against this row is the cost of chainserve's own streaming path versus LangServe's.
 """
 
-import os
 from typing import Any
 
 from fastapi import FastAPI
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from langchain_core.runnables import Runnable
-from langchain_openai import ChatOpenAI
 from langserve import add_routes
-from pydantic import SecretStr
+
+from bench.baselines.user_model import user_chat_model
 
 
 def build_chain() -> Runnable[Any, str]:
@@ -22,14 +21,7 @@ def build_chain() -> Runnable[Any, str]:
     prompt = ChatPromptTemplate.from_messages(
         [("system", "You are helpful."), MessagesPlaceholder("messages")]
     )
-    model = ChatOpenAI(
-        model="gpt-4o-mini",
-        streaming=True,
-        stream_usage=True,
-        max_retries=0,
-        base_url=os.environ["OPENAI_BASE_URL"],
-        api_key=SecretStr(os.environ.get("OPENAI_API_KEY", "sk-bench")),
-    )
+    model = user_chat_model()
     return prompt | model | StrOutputParser()
 
 
