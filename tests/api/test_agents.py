@@ -17,7 +17,7 @@ from langgraph.graph import END, START, MessagesState, StateGraph
 
 from chainserve.chains import ChainSpec, ModelConfig, build_model
 from chainserve.chains.agent import AgentInput, calculator
-from tests.api.streaming import stream
+from tests.api.streaming import collect, stream
 from tests.conftest import ServerFactory, offline_settings
 from tests.support.node import read_with_ai_sdk
 from tests.support.server import LiveServer
@@ -278,3 +278,41 @@ def test_a_users_graph_with_its_own_checkpointer_keeps_its_threads_there(
             assert turn.status_code == 200, turn.text
     messages = turn.json()["output"]["messages"]
     assert [m["type"] for m in messages] == ["human", "ai", "human", "ai"]
+
+
+@pytest.mark.asyncio
+async def test_an_agent_run_asked_to_continue_outlives_a_hang_up_and_can_be_joined(
+    start_server: ServerFactory,
+) -> None:
+    """Hang up after the tool's result; the agent goes on, and a join with Last-Event-ID gets
+    the rest of its answer with no gap or duplicate."""
+    from tests.support.sse import SSEParser
+
+    server = start_server(offline_settings(offline_delay=0.02))
+    first: list[Any] = []
+    parser = SSEParser()
+    async with (
+        httpx.AsyncClient(base_url=server.url, timeout=10) as client,
+        client.stream(
+            "POST", "/chains/agent/stream", json={**ASK, "on_disconnect": "continue"}
+        ) as response,
+    ):
+        run_id = response.headers["x-run-id"]
+        async for raw in response.aiter_raw():
+            first.extend(parser.feed(raw))
+            if any(e.event == "tool_result" for e in first):
+                break
+    async with (
+        httpx.AsyncClient(base_url=server.url, timeout=10) as client,
+        client.stream(
+            "GET", f"/runs/{run_id}/stream", headers={"Last-Event-ID": first[-1].id}
+        ) as rest,
+    ):
+        later = await collect(rest)
+        record = (await client.get(f"/runs/{run_id}")).json()
+    events = first + later.events
+    assert [int(e.id) for e in events] == list(range(len(events)))
+    assert events[-1].event == "end"
+    text = "".join(e.json() for e in events if e.event == "data" and isinstance(e.json(), str))
+    assert RESULT in text
+    assert record["status"] == "done"
