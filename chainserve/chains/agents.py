@@ -27,7 +27,7 @@ from langchain_core.runnables.config import ensure_config
 from langchain_core.runnables.utils import ConfigurableFieldSpec, get_unique_config_specs
 
 from chainserve.chains.messages import coerce_message
-from chainserve.chains.models.streaming import is_plain_binding
+from chainserve.chains.models.streaming import is_plain_binding, unbound
 from chainserve.chains.output_events import EventChunk
 from chainserve.chains.stand_in import StandIn
 from chainserve.chains.thread_key import THREAD_KEY, THREAD_SPEC
@@ -55,9 +55,7 @@ class TurnStore(Protocol):
 
 
 def is_agent(chain: Runnable[Any, Any]) -> bool:
-    while is_plain_binding(chain):
-        chain = chain.bound
-    return isinstance(chain, AgentStream)
+    return isinstance(unbound(chain), AgentStream)
 
 
 def with_turns(chain: Runnable[Any, Any], turns: TurnStore) -> Runnable[Any, Any]:
@@ -278,8 +276,7 @@ def _tool_result(message: ToolMessage, step: int) -> dict[str, Any]:
 
 def model_parts(chain: Runnable[Any, Any]) -> Any:
     """Where a chain's models are to be looked for: an agent's node runnables, else itself."""
-    while is_plain_binding(chain):
-        chain = chain.bound
+    chain = unbound(chain)
     return _runnables_in_nodes(chain.graph) if isinstance(chain, AgentStream) else chain
 
 

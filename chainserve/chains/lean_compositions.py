@@ -56,6 +56,7 @@ from chainserve.chains.models.streaming import (
     is_plain_binding,
     stream_model_text,
     traced_stream,
+    unbound,
 )
 from chainserve.chains.stand_in import StandIn
 
@@ -80,8 +81,7 @@ def configured_without_streaming(chain: Runnable[Any, Any]) -> bool:
     """Whether a recognised chain's chat model has per-request fields but was not built with
     `streaming=True`: LangChain rebuilds such a model for a request that sets a field, with an
     explicit `streaming=False`, and the answer then comes in one piece."""
-    while is_plain_binding(chain):
-        chain = chain.bound
+    chain = unbound(chain)
     if not isinstance(chain, LeanSequence):
         return False
     step = chain.sequence.steps[-2]

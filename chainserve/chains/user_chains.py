@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, RootModel
 
 from chainserve.chains.agents import is_graph
 from chainserve.chains.messages import ChatMessages
-from chainserve.chains.models.streaming import is_plain_binding
+from chainserve.chains.models.streaming import unbound
 from chainserve.chains.registry import ChainLoadError, ChainSpec
 
 __all__ = [
@@ -215,7 +215,7 @@ def spec_for_runnable(name: str, runnable: Runnable[Any, Any]) -> ChainSpec:
         raise ChainLoadError(
             f"chain {name!r} declares a pydantic v1 input type; chainserve needs pydantic v2"
         )
-    if is_graph(_unbound(runnable)) and "messages" in _json_properties(schema):
+    if is_graph(unbound(runnable)) and "messages" in _json_properties(schema):
         # LangGraph's state schema takes LangChain-typed message dicts only; a web client
         # sends OpenAI's `{"role", "content"}`, as for every other chain with `messages`.
         schema = GraphMessagesInput
@@ -243,12 +243,6 @@ class GraphMessagesInput(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     messages: ChatMessages
-
-
-def _unbound(runnable: Runnable[Any, Any]) -> Runnable[Any, Any]:
-    while is_plain_binding(runnable):
-        runnable = runnable.bound
-    return runnable
 
 
 def _json_properties(schema: type[BaseModel]) -> dict[str, Any]:

@@ -64,6 +64,13 @@ def is_plain_binding(step: object) -> TypeGuard[RunnableBinding[Any, Any]]:
     return type(step) in _PLAIN_BINDINGS
 
 
+def unbound(runnable: Runnable[Any, Any]) -> Runnable[Any, Any]:
+    """The runnable inside any exact `.bind(...)`/`.with_config(...)`/`.with_types(...)`."""
+    while is_plain_binding(runnable):
+        runnable = runnable.bound
+    return runnable
+
+
 def unwrapped(
     model: Runnable[Any, Any], config: RunnableConfig
 ) -> tuple[Runnable[Any, Any], RunnableConfig, dict[str, Any]]:
