@@ -26,13 +26,12 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import ensure_config
 from langchain_core.runnables.utils import ConfigurableFieldSpec, get_unique_config_specs
 
+from chainserve.chains.graph_parts import runnables_in_nodes
 from chainserve.chains.messages import coerce_message
 from chainserve.chains.models.streaming import is_plain_binding, unbound
 from chainserve.chains.output_events import EventChunk
 from chainserve.chains.stand_in import StandIn
 from chainserve.chains.thread_key import THREAD_KEY, THREAD_SPEC
-
-_MAX_DEPTH = 4
 
 
 def is_graph(runnable: object) -> bool:
@@ -89,7 +88,7 @@ class AgentStream(StandIn):
 
     @property
     def config_specs(self) -> list[ConfigurableFieldSpec]:
-        found = [spec for model in _runnables_in_nodes(self.graph) for spec in model.config_specs]
+        found = [spec for model in runnables_in_nodes(self.graph) for spec in model.config_specs]
         threads = [THREAD_SPEC] if self.turns is not None or self._checkpointed else []
         return get_unique_config_specs([*self.graph.config_specs, *found, *threads])
 
@@ -277,7 +276,7 @@ def _tool_result(message: ToolMessage, step: int) -> dict[str, Any]:
 def model_parts(chain: Runnable[Any, Any]) -> Any:
     """Where a chain's models are to be looked for: an agent's node runnables, else itself."""
     chain = unbound(chain)
-    return _runnables_in_nodes(chain.graph) if isinstance(chain, AgentStream) else chain
+    return runnables_in_nodes(chain.graph) if isinstance(chain, AgentStream) else chain
 
 
 def agent_answer(output: Any) -> Any:
@@ -291,42 +290,3 @@ def agent_answer(output: Any) -> Any:
     if isinstance(messages, list) and messages and isinstance(messages[-1], AIMessage):
         return messages[-1]
     return None
-
-
-def _runnables_in_nodes(graph: Any) -> list[Runnable[Any, Any]]:
-    """Runnables a graph's nodes use: their own parts, and what their functions close over or
-    name as module globals (`create_agent` closes over its model; tutorials use a global)."""
-    found: list[Runnable[Any, Any]] = []
-    seen: set[int] = set()
-
-    def visit(value: Any, depth: int) -> None:
-        if depth > _MAX_DEPTH or id(value) in seen:
-            return
-        seen.add(id(value))
-        if isinstance(value, Runnable) and value.config_specs:
-            found.append(value)
-            return
-        if isinstance(value, list | tuple):
-            for item in value[:50]:
-                visit(item, depth + 1)
-            return
-        for name in ("afunc", "func", "bound"):
-            inner = getattr(value, name, None)
-            if inner is not None and inner is not value:
-                visit(inner, depth + 1)
-        code = getattr(value, "__code__", None)
-        if code is None:
-            return
-        for cell in getattr(value, "__closure__", None) or ():
-            try:
-                visit(cell.cell_contents, depth + 1)
-            except ValueError:  # an empty cell
-                continue
-        globals_ = getattr(value, "__globals__", {})
-        for name in code.co_names:
-            if name in globals_:
-                visit(globals_[name], depth + 1)
-
-    for node in getattr(graph, "nodes", {}).values():
-        visit(getattr(node, "bound", node), 0)
-    return found

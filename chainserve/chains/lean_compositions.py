@@ -10,7 +10,8 @@ What is recognised, at registration: a `RunnableSequence` whose last step is exa
 `StrOutputParser()` and whose step before it is a chat model, possibly behind exact
 `.bind(...)`/`.with_config(...)` bindings and configurable wrappers; the steps before it may
 be anything (a prompt, `RunnablePassthrough.assign(context=retriever)`, a lambda). Anything
-else is served unchanged.
+else is served unchanged, but for a LangGraph graph: its nodes' models are rebuilt the same way
+(`graph_parts.py`), so an agent streams on the same lean model path.
 
 What changes: each exact `ChatOpenAI` in the model step is rebuilt as the streamlined
 subclass with the same field values (`served_chat_openai`), on the server's connection pool
@@ -49,6 +50,8 @@ from langchain_core.runnables.configurable import (
 )
 from langchain_core.runnables.utils import ConfigurableFieldSpec
 
+from chainserve.chains.agents import is_graph
+from chainserve.chains.graph_parts import with_parts_replaced
 from chainserve.chains.models.factory import ModelConfig
 from chainserve.chains.models.listeners import wants_chain_runs
 from chainserve.chains.models.streaming import (
@@ -190,6 +193,11 @@ def lean(chain: Runnable[Any, Any], config: ModelConfig) -> Runnable[Any, Any]:
     if is_plain_binding(chain):
         inner = lean(chain.bound, config)
         return chain if inner is chain.bound else chain.model_copy(update={"bound": inner})
+    if is_graph(chain):
+        # A graph's nodes call their models themselves: a copy of the graph calls the twins.
+        return cast(
+            Runnable[Any, Any], with_parts_replaced(chain, partial(_twin_or_none, config=config))
+        )
     sequence = _recognised(chain)
     if sequence is None:
         return chain
@@ -198,6 +206,12 @@ def lean(chain: Runnable[Any, Any], config: ModelConfig) -> Runnable[Any, Any]:
         *before, _served_models(model, config), parser, name=sequence.name
     )
     return LeanSequence(sequence=served)
+
+
+def _twin_or_none(runnable: Runnable[Any, Any], config: ModelConfig) -> Runnable[Any, Any] | None:
+    """`runnable`'s served twin, or None (look inside it) when it has no model to serve."""
+    twin = _served_models(runnable, config)
+    return None if twin is runnable else twin
 
 
 def _served_models(model: Runnable[Any, Any], config: ModelConfig) -> Runnable[Any, Any]:

@@ -13,12 +13,15 @@ import pytest
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage
 from langchain_core.tools import tool
+from langchain_openai import ChatOpenAI
 from langgraph.graph import END, START, MessagesState, StateGraph
+from pydantic import SecretStr
 
 from chainserve.chains import ChainSpec, ModelConfig, build_model
 from chainserve.chains.agent import AgentInput, calculator
 from tests.api.streaming import collect, stream
 from tests.conftest import ServerFactory, offline_settings
+from tests.support.mock_upstream import MockUpstream, Script
 from tests.support.node import read_with_ai_sdk
 from tests.support.server import LiveServer
 from tests.support.terminal import run_cli
@@ -198,6 +201,40 @@ async def test_a_hand_built_graph_on_a_users_model_streams_tokens(
 
 
 TUTORIAL_MODEL: Any = AIMessage("")
+
+
+@pytest.mark.asyncio
+async def test_a_users_agent_on_their_own_chatopenai_runs_the_served_twin(
+    start_server: ServerFactory, upstream: MockUpstream
+) -> None:
+    """A `create_agent` graph closing over the user's `ChatOpenAI`: the server's output cap
+    reaches the provider, and a provider stream cut short is a typed error, not an answer
+    that looks complete (the twin's checks; the user's model has neither)."""
+    model = ChatOpenAI(
+        model="gpt-4.1-mini",
+        base_url=upstream.base_url,
+        api_key=SecretStr("sk-user"),
+        max_retries=0,
+        streaming=True,
+    )
+    graph = create_agent(model, tools=[calculator])
+    settings = offline_settings(example_chains=False, max_output_tokens=50)
+    server = start_server(settings, {"mine": graph})
+    cut = Script(chunks=["half"], finish_reason=None, send_done=False, close_delimited=True)
+    upstream.enqueue(Script(chunks=["Ahoy", ", ", "matey"]), cut)
+    answered = await stream(server.url, "mine", ASK)
+    assert answered.text == "Ahoy, matey"
+    assert answered.of("end"), answered.body
+    sent = upstream.requests[0].json
+    assert (sent["model"], sent["max_completion_tokens"]) == ("gpt-4.1-mini", 50)
+    assert [t["function"]["name"] for t in sent["tools"]] == ["calculator"]
+    broken = await stream(server.url, "mine", ASK)
+    if broken.status == 200:
+        (error,) = broken.of("error")
+        assert "ended before the answer was complete" in error.json()["message"]
+        assert not broken.of("end")
+    else:
+        assert broken.status == 502, broken.body
 
 
 @pytest.mark.asyncio
