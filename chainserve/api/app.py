@@ -44,6 +44,7 @@ from chainserve.api.stores import (
 )
 from chainserve.api.version import VERSION
 from chainserve.chains import build_registry, describe_model
+from chainserve.chains.history.graph_checkpoints import with_graph_checkpoints
 from chainserve.chains.models.upstream_client import UpstreamClient
 from chainserve.chains.retrieval.embeddings import build_embeddings
 from chainserve.chains.retrieval.retrievers import Retrieval
@@ -136,7 +137,10 @@ def create_app(settings: Settings | None = None, *, chains: object = None) -> Fa
     app.state.settings = settings
     app.state.chains = registry
     app.state.model_info = model_info
-    app.state.threads = threads
+    # The thread routes also see (and delete) what users' graphs keep in their own checkpointers.
+    app.state.threads = with_graph_checkpoints(
+        threads, ((name, chain.runnable) for name, chain in registry.items())
+    )
     app.state.runs = runs
     app.state.retrieval = retrieval
     keys = ApiKeys(

@@ -57,6 +57,12 @@ def is_agent(chain: Runnable[Any, Any]) -> bool:
     return isinstance(unbound(chain), AgentStream)
 
 
+def own_checkpointed_graph(chain: Runnable[Any, Any]) -> Any | None:
+    """The graph `chain` serves (behind exact bindings) when it keeps its own checkpoints."""
+    agent = unbound(chain)
+    return agent.graph if isinstance(agent, AgentStream) and agent.checkpointed else None
+
+
 def with_turns(chain: Runnable[Any, Any], turns: TurnStore) -> Runnable[Any, Any]:
     """The agent in `chain` (behind exact bindings) keeping its conversations in `turns`."""
     if is_plain_binding(chain):
@@ -89,11 +95,11 @@ class AgentStream(StandIn):
     @property
     def config_specs(self) -> list[ConfigurableFieldSpec]:
         found = [spec for model in runnables_in_nodes(self.graph) for spec in model.config_specs]
-        threads = [THREAD_SPEC] if self.turns is not None or self._checkpointed else []
+        threads = [THREAD_SPEC] if self.turns is not None or self.checkpointed else []
         return get_unique_config_specs([*self.graph.config_specs, *found, *threads])
 
     @property
-    def _checkpointed(self) -> bool:
+    def checkpointed(self) -> bool:
         """The graph keeps its own threads (compiled with a LangGraph checkpointer)."""
         return getattr(self.graph, "checkpointer", None) not in (None, False)
 
@@ -102,7 +108,7 @@ class AgentStream(StandIn):
         names none gets a fresh one, a turn with no past (LangGraph would refuse it)."""
         config = ensure_config(config)
         configurable = config.get("configurable") or {}
-        if self._checkpointed and not configurable.get(THREAD_KEY):
+        if self.checkpointed and not configurable.get(THREAD_KEY):
             return {**config, "configurable": {**configurable, THREAD_KEY: uuid.uuid4().hex}}
         return config
 

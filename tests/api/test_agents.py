@@ -299,7 +299,8 @@ def test_a_users_graph_with_its_own_checkpointer_keeps_its_threads_there(
 ) -> None:
     """`create_agent(..., checkpointer=...)` served with `--chains`: without a thread each
     run is a fresh one (LangGraph refuses a checkpointed run with none); with a thread made
-    by POST /threads, the graph's own checkpointer carries the conversation."""
+    by POST /threads, the graph's own checkpointer carries the conversation, which the thread
+    routes show and delete."""
     from langgraph.checkpoint.memory import InMemorySaver
 
     model: Any = build_model(ModelConfig(offline_delay=0.0))
@@ -313,8 +314,17 @@ def test_a_users_graph_with_its_own_checkpointer_keeps_its_threads_there(
         for _ in range(2):
             turn = client.post("/chains/mine/invoke", json={**ask, "thread_id": thread})
             assert turn.status_code == 200, turn.text
-    messages = turn.json()["output"]["messages"]
-    assert [m["type"] for m in messages] == ["human", "ai", "human", "ai"]
+        messages = turn.json()["output"]["messages"]
+        assert [m["type"] for m in messages] == ["human", "ai", "human", "ai"]
+        # The thread routes read the graph's checkpoints, and deleting the thread deletes them.
+        shown = client.get(f"/threads/{thread}").json()["messages"]
+        assert [(m["role"], m["content"]) for m in shown] == [
+            (m["type"].replace("human", "user").replace("ai", "assistant"), m["content"])
+            for m in messages
+        ]
+        assert client.delete(f"/threads/{thread}").status_code == 204
+        assert client.get(f"/threads/{thread}").status_code == 404
+    assert graph.get_state({"configurable": {"thread_id": thread}}).values == {}
 
 
 @pytest.mark.asyncio
