@@ -8,12 +8,14 @@ the knobs they take (`agents.py`), and to run them as their served twins
 lean stream) — which means a node that calls the twin.
 
 Replacing never changes the user's objects: a function that reaches a replaced runnable is
-rebuilt from the same code with new closure cells (shared cells stay shared) or a copy of its
-module's globals with the replaced names; the runnable, node and graph around it are copied.
-Everything the walk does not recognise is kept as it is.
+rebuilt from the same code with new closure cells (shared cells stay shared) or globals that
+hold the replaced names and read every other name live from its module; the runnable, node
+and graph around it are copied. A function that assigns module globals (`global x`) keeps its
+own globals, and so the user's model. Everything the walk does not recognise is kept as it is.
 """
 
 import copy
+import dis
 import types
 from collections.abc import Callable
 from typing import Any
@@ -155,13 +157,15 @@ class _Walk:
             for name, old in named.items()
             if (new := self.value(old, depth + 1)) is not old
         }
+        if swapped and _assigns_globals(func):
+            swapped = {}  # its `global` writes must reach the module: it keeps the user's model
         if not swapped and all(
             new is old for new, old in zip(cells, func.__closure__ or (), strict=True)
         ):
             return func
         rebuilt = types.FunctionType(
             func.__code__,
-            {**globals_, **swapped} if swapped else globals_,
+            _LiveGlobals(globals_, swapped) if swapped else globals_,
             func.__name__,
             func.__defaults__,
             cells or None,
@@ -185,3 +189,22 @@ class _Walk:
         self._cells[id(cell)] = cell if new is contents else types.CellType(new)
         self._alive.append(cell)
         return self._cells[id(cell)]
+
+
+class _LiveGlobals(dict[str, Any]):
+    """A module's globals with some names replaced: every other name is read from the module
+    when the function runs, so a global the module rebinds later is seen as before. (A
+    function's globals may be a dict subclass; name lookups then go through `__missing__`.)"""
+
+    def __init__(self, module: dict[str, Any], swapped: dict[str, Any]) -> None:
+        super().__init__(swapped)
+        # Read directly (not through `__missing__`) when the function is made.
+        self["__builtins__"] = module.get("__builtins__", __builtins__)
+        self._module = module
+
+    def __missing__(self, name: str) -> Any:
+        return self._module[name]
+
+
+def _assigns_globals(func: types.FunctionType) -> bool:
+    return any(op.opname in ("STORE_GLOBAL", "DELETE_GLOBAL") for op in dis.get_instructions(func))

@@ -203,13 +203,8 @@ async def test_a_hand_built_graph_on_a_users_model_streams_tokens(
 TUTORIAL_MODEL: Any = AIMessage("")
 
 
-@pytest.mark.asyncio
-async def test_a_users_agent_on_their_own_chatopenai_runs_the_served_twin(
-    start_server: ServerFactory, upstream: MockUpstream
-) -> None:
-    """A `create_agent` graph closing over the user's `ChatOpenAI`: the server's output cap
-    reaches the provider, and a provider stream cut short is a typed error, not an answer
-    that looks complete (the twin's checks; the user's model has neither)."""
+def _users_agent(upstream: MockUpstream) -> Any:
+    """A `create_agent` graph closing over the user's own `ChatOpenAI`, on the mock upstream."""
     model = ChatOpenAI(
         model="gpt-4.1-mini",
         base_url=upstream.base_url,
@@ -217,9 +212,44 @@ async def test_a_users_agent_on_their_own_chatopenai_runs_the_served_twin(
         max_retries=0,
         streaming=True,
     )
-    graph = create_agent(model, tools=[calculator])
+    return create_agent(model, tools=[calculator])
+
+
+def test_hanging_up_during_a_model_turn_hangs_up_on_the_provider(
+    start_server: ServerFactory, upstream: MockUpstream
+) -> None:
+    server = start_server(offline_settings(example_chains=False), {"mine": _users_agent(upstream)})
+    upstream.enqueue(Script(chunks=["tok "] * 200, delay=0.05))
+    with (
+        httpx.Client(base_url=server.url, timeout=10) as client,
+        client.stream("POST", "/chains/mine/stream", json=ASK) as response,
+    ):
+        assert response.status_code == 200
+        run_id = response.headers["x-run-id"]
+        for line in response.iter_lines():
+            if line.startswith("data: ") and "tok" in line:
+                break
+    closed_at = time.monotonic()
+    assert upstream.wait_for_disconnect(timeout=5) - closed_at < 2.0
+    assert upstream.last_request.chunks_sent < 200
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        record = httpx.get(f"{server.url}/runs/{run_id}").json()
+        if record["status"] != "running":
+            break
+        time.sleep(0.05)
+    assert record["status"] == "cancelled"
+
+
+@pytest.mark.asyncio
+async def test_a_users_agent_on_their_own_chatopenai_runs_the_served_twin(
+    start_server: ServerFactory, upstream: MockUpstream
+) -> None:
+    """A `create_agent` graph closing over the user's `ChatOpenAI`: the server's output cap
+    reaches the provider, and a provider stream cut short is a typed error, not an answer
+    that looks complete (the twin's checks; the user's model has neither)."""
     settings = offline_settings(example_chains=False, max_output_tokens=50)
-    server = start_server(settings, {"mine": graph})
+    server = start_server(settings, {"mine": _users_agent(upstream)})
     cut = Script(chunks=["half"], finish_reason=None, send_done=False, close_delimited=True)
     upstream.enqueue(Script(chunks=["Ahoy", ", ", "matey"]), cut)
     answered = await stream(server.url, "mine", ASK)

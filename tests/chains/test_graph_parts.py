@@ -83,6 +83,48 @@ def test_a_tutorial_graphs_global_model_is_served_through_the_helpers_it_calls()
     assert globals()["_ask"] is _ask
 
 
+SUFFIX = "before"
+CALLS = 0
+
+
+def _graph_of(node: Any) -> Any:
+    builder = StateGraph(MessagesState)
+    builder.add_node("node", node)
+    builder.add_edge(START, "node")
+    return builder.compile()
+
+
+def test_a_rebuilt_node_reads_the_modules_other_globals_live() -> None:
+    """Only the model's name is fixed in the rebuilt node: a global the module rebinds later
+    is seen, and a name the module drops is a `NameError`, as in the user's own node."""
+    global TUTORIAL_LLM, SUFFIX
+    TUTORIAL_LLM = users_model()
+
+    def node(state: MessagesState) -> Any:
+        return (TUTORIAL_LLM, SUFFIX)
+
+    served = lean(_graph_of(node), CONFIG)
+    rebuilt = served.nodes["node"].bound.func  # type: ignore[attr-defined]
+    SUFFIX = "after"
+    twin, suffix = rebuilt({"messages": []})
+    assert isinstance(twin, ServedChatOpenAI)
+    assert suffix == "after"
+
+
+def test_a_node_that_assigns_module_globals_keeps_the_users_model() -> None:
+    """Its `global` writes must land in the module, so it is not rebuilt."""
+    global TUTORIAL_LLM
+    TUTORIAL_LLM = users_model()
+
+    def counting(state: MessagesState) -> Any:
+        global CALLS
+        CALLS += 1
+        return TUTORIAL_LLM
+
+    graph = _graph_of(counting)
+    assert lean(graph, CONFIG) is graph
+
+
 def test_a_model_behind_a_prompt_and_a_binding_is_served_in_place() -> None:
     prompt = ChatPromptTemplate.from_messages([("human", "{question}")])
     chain = prompt | users_model().bind(stop=["\n"])
