@@ -58,7 +58,7 @@ $(BENCH_STAMP): $(STAMP)
 	touch $(BENCH_STAMP)
 
 # Streaming benchmark (bench/README.md): chainserve and three baselines against a mock upstream,
-# about 18 minutes; writes bench/results/latest.{md,json} and the plots.
+# about 22 minutes; writes bench/results/latest.{md,json} and the plots.
 bench: install $(BENCH_STAMP)
 	$(BIN)/python -m bench.run
 

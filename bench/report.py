@@ -16,7 +16,9 @@ AGENT = "chainserve (agent)"
 """chainserve serving a user's `create_agent` graph (`--chains bench/agent_chain.py`)."""
 LANGGRAPH = "langgraph (tutorial)"
 """The same agent's `astream(stream_mode="messages")` in a hand-framed `StreamingResponse`."""
-SERVER_ORDER = ("chainserve", USER_CHAIN, AGENT, *BASELINES, LANGGRAPH)
+REDIS = "chainserve + Redis"
+"""chainserve's `chat` chain with `CHAINSERVE_REDIS_URL` set (run log and threads in Redis)."""
+SERVER_ORDER = ("chainserve", REDIS, USER_CHAIN, AGENT, *BASELINES, LANGGRAPH)
 
 
 def num(value: float | None) -> str:
@@ -137,6 +139,39 @@ def _cpu_section(data: Data) -> list[str]:
         "",
         *_user_chain_targets(entries),
         *_agent_targets(entries),
+        *_redis_cpu_targets(entries),
+    ]
+
+
+def _median(entries: Mapping[str, Any], name: str, key: str) -> float | None:
+    summary = _summary(entries.get(name), key)
+    return None if summary is None else float(summary["median"])
+
+
+def _redis_cpu_targets(entries: Mapping[str, Any]) -> list[str]:
+    """The Redis row against the in-memory one: at most 1.5 times its CPU, and 5 µs of
+    redis-server CPU per chunk."""
+    if REDIS not in entries:
+        return []
+    return [
+        f"*{REDIS}*: the `chat` chain with its run log in Redis: "
+        f"{ratio(entries, REDIS, 'chainserve', 'us_per_chunk')}× chainserve in memory "
+        f"(target ≤ 1.5), and redis-server "
+        f"{num(_median(entries, REDIS, 'redis_us_per_chunk'))} µs per chunk (target ≤ 5).",
+        "",
+    ]
+
+
+def _redis_difference(
+    entries: Mapping[str, Any], key: str, what: str, unit: str, target: str
+) -> list[str]:
+    with_redis, without = _median(entries, REDIS, key), _median(entries, "chainserve", key)
+    if with_redis is None or without is None:
+        return []
+    return [
+        f"*{REDIS}*: {what} {num(with_redis)} {unit} against {num(without)} without Redis: "
+        f"{num(with_redis - without)} {unit} more ({target}).",
+        "",
     ]
 
 
@@ -193,6 +228,7 @@ def _ttft_section(data: Data) -> list[str]:
         "",
         *_table(header, rows),
         "",
+        *_redis_difference(entries, "added_ms", "added TTFT", "ms", "target: within 1 ms"),
     ]
 
 
@@ -209,6 +245,7 @@ _SWEEP_COLUMNS = (
 _HARNESS_COLUMNS = (
     ("client_cpu_pct", "client CPU %"),
     ("upstream_cpu_pct", "upstream CPU %"),
+    ("redis_cpu_pct", "redis CPU %"),
     ("wall_s", "round wall s"),
 )
 _RATIO_COLUMNS = (
@@ -308,6 +345,17 @@ def _capacity_section(data: Data) -> list[str]:
         "",
         *_table(["server", "streams", "× bare", "× langserve", "× relay"], rows),
         "",
+        *_redis_capacity(entries),
+    ]
+
+
+def _redis_capacity(entries: Mapping[str, Any]) -> list[str]:
+    if REDIS not in entries:
+        return []
+    return [
+        f"*{REDIS}*: {ratio(entries, REDIS, 'chainserve', 'streams')}× the streams chainserve "
+        "holds with its run log in memory (target ≥ 0.8).",
+        "",
     ]
 
 
@@ -354,7 +402,8 @@ def _workers_section(data: Data) -> list[str]:
         f"{plan['multi_streams']:,} concurrent streams of {plan['sweep_tokens']} tokens at "
         f"{plan['multi_rate']:.0f} tokens/s each (one token every {interval_ms:.0f} ms), started "
         f"over {plan['ramp_seconds']:.0f} s, each server with {plan['multi_workers']} workers "
-        "(LangServe left out). *p99 added gap*: the p99 gap minus the upstream's "
+        f"(LangServe left out; *{REDIS}*: both workers on one redis-server). "
+        "*p99 added gap*: the p99 gap minus the upstream's "
         f"{interval_ms:.0f} ms. *ok streams*: complete within {plan['multi_timeout']:.0f} s. "
         f"Rounds: {plan['multi_rounds']}.",
         "",

@@ -18,6 +18,7 @@ import psutil
 
 from bench import client
 from bench.procs import Sampler, Service
+from bench.report import REDIS
 from bench.stats import Summary, median, percentile, summarize
 from bench.targets import Server, Stack, UpstreamArgs, running
 
@@ -54,7 +55,7 @@ class Plan:
     multi_workers: int = 2
     multi_timeout: float = 30.0
     multi_rounds: int = 1
-    multi_servers: tuple[str, ...] = ("chainserve", "bare", "relay")
+    multi_servers: tuple[str, ...] = ("chainserve", REDIS, "bare", "relay")
     """LangServe is left out: at one worker it already fails 100 streams (see the sweep)."""
 
 
@@ -67,7 +68,7 @@ FULL = Plan(
     sweep_levels=(100, 300, 1000),
     sweep_tokens=200,
     sweep_timeout=12.0,
-    max_seconds=1500.0,
+    max_seconds=1800.0,
 )
 SMOKE = Plan(
     name="smoke",
@@ -162,6 +163,8 @@ async def cpu_per_chunk(plan: Plan, servers: Sequence[Server], log_dir: Path) ->
                 if service is None:
                     continue
                 await settle(stack)
+                redis = stack.redis if server.redis else None
+                redis_before = redis.cpu_seconds() if redis is not None else 0.0
                 before = service.cpu_seconds()
                 result = await client.stream(server.call(service.port), time_limit=120.0)
                 # Bookkeeping after the last byte (run log, pool release) is the server's cost too.
@@ -171,12 +174,14 @@ async def cpu_per_chunk(plan: Plan, servers: Sequence[Server], log_dir: Path) ->
                     entry.note(result.error or f"got {result.tokens} of {plan.cpu_chunks} chunks")
                     continue
                 elapsed = result.times[-1] - result.started
-                entry.rounds.append(
-                    {
-                        "us_per_chunk": spent / result.tokens * 1e6,
-                        "chunks_per_s": result.tokens / elapsed,
-                    }
-                )
+                row = {
+                    "us_per_chunk": spent / result.tokens * 1e6,
+                    "chunks_per_s": result.tokens / elapsed,
+                }
+                if redis is not None:
+                    redis_spent = redis.cpu_seconds() - redis_before
+                    row["redis_us_per_chunk"] = redis_spent / result.tokens * 1e6
+                entry.rounds.append(row)
         return results
 
 
@@ -246,6 +251,8 @@ async def _one_sweep(
     sampler = Sampler(service)
     sampler.start(plan.sweep_timeout + plan.ramp_seconds + 30)
     clocks = {"server": service, "upstream": stack.upstream}
+    if server.redis and stack.redis is not None:
+        clocks["redis"] = stack.redis
     before = {who: svc.cpu_seconds() for who, svc in clocks.items()}
     mine = me.cpu_times()
     started = time.perf_counter()

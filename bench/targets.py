@@ -8,6 +8,7 @@ stop one scenario's leftovers (pools, caches, garbage) from being billed to the 
 import asyncio
 import contextlib
 import json
+import shutil
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -18,7 +19,7 @@ from typing import Any
 
 from bench import client
 from bench.procs import HOST, Service, clean_env, free_port, launch, stop, wait_listening
-from bench.report import AGENT, LANGGRAPH, USER_CHAIN
+from bench.report import AGENT, LANGGRAPH, REDIS, USER_CHAIN
 from bench.sse import Dialect
 
 REPO = Path(__file__).resolve().parent.parent
@@ -92,6 +93,8 @@ class Server:
     is_baseline: bool = True
     cpu_only: bool = False
     """Measured in the CPU table only (the agent rows), to keep the run's length."""
+    redis: bool = False
+    """Runs with `CHAINSERVE_REDIS_URL` set: the stack starts a redis-server for it."""
 
     def call(self, port: int) -> client.Call:
         return client.Call(port, self.path, json.dumps(self.body).encode(), self.dialect)
@@ -99,6 +102,9 @@ class Server:
 
 SERVERS: tuple[Server, ...] = (
     Server("chainserve", _chainserve, "/chains/chat/stream", NATIVE_BODY, Dialect.NAMED, False),
+    Server(
+        REDIS, _chainserve, "/chains/chat/stream", NATIVE_BODY, Dialect.NAMED, False, redis=True
+    ),
     Server(
         USER_CHAIN,
         _chainserve_user_chain,
@@ -175,6 +181,8 @@ class Stack:
     upstream: Service
     services: dict[str, Service]
     failed: dict[str, str]
+    redis: Service | None = None
+    """The redis-server of the servers that use one (their run log and thread store)."""
 
     def direct_call(self) -> client.Call:
         return client.Call(
@@ -195,18 +203,21 @@ class Stack:
         return None
 
 
-def _server_env(server: Server, upstream_port: int, data_dir: Path) -> dict[str, str]:
+def _server_env(
+    server: Server, upstream_port: int, data_dir: Path, redis_port: int | None
+) -> dict[str, str]:
     extra = {
         "OPENAI_BASE_URL": f"http://{HOST}:{upstream_port}/v1",
         "OPENAI_API_KEY": "sk-bench",
         "PYTHONPATH": str(REPO),
     }
-    if server.name in ("chainserve", USER_CHAIN, AGENT):
+    if server.name in ("chainserve", USER_CHAIN, AGENT, REDIS):
+        redis_url = f"redis://{HOST}:{redis_port}/0" if server.redis and redis_port else ""
         extra |= {
             "CHAINSERVE_UPSTREAM_MAX_RETRIES": "0",
             "CHAINSERVE_LOG_LEVEL": "warning",
             "CHAINSERVE_DATA_DIR": str(data_dir),
-            "CHAINSERVE_REDIS_URL": "",
+            "CHAINSERVE_REDIS_URL": redis_url,
             # Above the longest measured stream (5,000 tokens), so no answer is cut, yet small
             # enough that the cap's per-chunk token counting runs for most of it, as it would
             # for a long answer under the default cap.
@@ -235,6 +246,7 @@ class _Launcher:
     tmp: Path
     log_dir: Path
     started: list[Service]
+    redis_port: int | None = None
 
     async def start(self, server: Server, attempts: int = START_ATTEMPTS) -> Service:
         """Start `server` and wait for its port; one more try if it fails (a developer may be
@@ -242,8 +254,10 @@ class _Launcher:
         data_dir = self.tmp / server.name
         data_dir.mkdir(exist_ok=True)
         # chainserve runs from its data dir so a developer's `.env` can't change the run.
-        cwd = data_dir if server.name == "chainserve" else REPO
-        env = _server_env(server, self.upstream_port, data_dir)
+        cwd = data_dir if server.name in ("chainserve", REDIS) else REPO
+        if server.redis and self.redis_port is None:
+            raise RuntimeError("redis-server is not installed (Debian package redis-server)")
+        env = _server_env(server, self.upstream_port, data_dir, self.redis_port)
         for attempt in range(1, attempts + 1):
             port = free_port()
             service = launch(server.name, server.argv(port), port, env, cwd, self.log_dir)
@@ -258,6 +272,23 @@ class _Launcher:
             else:
                 return service
         raise AssertionError("unreachable")
+
+
+async def _start_redis(
+    tmp: Path, log_dir: Path, started: list[Service], servers: Sequence[Server]
+) -> Service | None:
+    """A fresh redis-server when some server needs one (None when none does, or it is not
+    installed: those servers then fail to start, and the report says why)."""
+    binary = shutil.which("redis-server")
+    if binary is None or not any(server.redis for server in servers):
+        return None
+    port = free_port()
+    argv = [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
+            "--dir", str(tmp)]  # fmt: skip
+    redis = launch("redis", argv, port, clean_env({}), REPO, log_dir)
+    started.append(redis)
+    await wait_listening(redis, START_TIMEOUT)
+    return redis
 
 
 @asynccontextmanager
@@ -279,11 +310,14 @@ async def running(
             )
             started.append(upstream)
             await wait_listening(upstream, START_TIMEOUT)
-            launcher = _Launcher(port, Path(tmp), log_dir, started)
+            redis = await _start_redis(Path(tmp), log_dir, started, servers)
+            launcher = _Launcher(
+                port, Path(tmp), log_dir, started, redis.port if redis is not None else None
+            )
             outcomes = await asyncio.gather(
                 *(launcher.start(server) for server in servers), return_exceptions=True
             )
-            stack = Stack(upstream, {}, {})
+            stack = Stack(upstream, {}, {}, redis)
             for server, outcome in zip(servers, outcomes, strict=True):
                 if isinstance(outcome, Service):
                     stack.services[server.name] = outcome

@@ -132,6 +132,11 @@ class Settings(BaseSettings):
     run_lease_seconds: float = Field(
         30.0, ge=0.5, le=3600, validation_alias=_env("CHAINSERVE_RUN_LEASE_SECONDS")
     )
+    run_flush_ms: float = Field(
+        5.0, ge=0, le=1000, validation_alias=_env("CHAINSERVE_RUN_FLUSH_MS")
+    )
+    """With Redis: how long a worker gathers its runs' new events before sending them (one
+    call for all); what a worker that dies had not sent is at most this long."""
     gc_tuning: bool = Field(True, validation_alias=_env("CHAINSERVE_GC_TUNING"))
     chains: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=_env("CHAINSERVE_CHAINS")

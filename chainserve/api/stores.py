@@ -37,6 +37,7 @@ def build_run_log(settings: Settings) -> RunLog:
             max_events=settings.run_max_events,
             timeout=settings.store_timeout_seconds,
             lease=settings.run_lease_seconds,
+            flush_interval=settings.run_flush_ms / 1000,
         )
     return MemoryRunLog(ttl=settings.run_ttl_seconds, max_events=settings.run_max_events)
 

@@ -17,17 +17,21 @@ from chainserve.api.errors.typed import ChainError
 
 logger = logging.getLogger("chainserve.runs")
 
-# KEYS: events, seq, output, record, lease. ARGV: event, data, max events, ttl, new record,
-# '1' to write only if the lease is gone. Returns -1 (no such run), 0 (not written), 1.
+# KEYS: events, seq, output, record, lease. ARGV: the terminal event as a stream entry's
+# value (`redis_batches.pack`), max entries, ttl, new record, '1' to write only if the lease
+# is gone, the seq it must get ('': the next one). Returns -1 (no such run), 0 (not written), 1.
 FINISH = """
 local raw = redis.call('GET', KEYS[4])
 if not raw then return -1 end
 if cjson.decode(raw)['status'] ~= 'running' then return 0 end
-if ARGV[6] == '1' and redis.call('EXISTS', KEYS[5]) == 1 then return 0 end
-redis.call('SET', KEYS[4], ARGV[5], 'EX', ARGV[4])
-local seq = redis.call('INCR', KEYS[2]) - 1
-redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], '0-' .. (seq + 1), 'e', ARGV[1], 'd', ARGV[2])
-for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[4]) end
+if ARGV[5] == '1' and redis.call('EXISTS', KEYS[5]) == 1 then return 0 end
+local count = redis.call('GET', KEYS[2]) or '0'
+if ARGV[6] ~= '' and count ~= ARGV[6] then return 0 end
+local next = tonumber(count) + 1
+redis.call('SET', KEYS[4], ARGV[4], 'EX', ARGV[3])
+redis.call('SET', KEYS[2], next, 'EX', ARGV[3])
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '0-' .. next, 'b', ARGV[1])
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
 redis.call('DEL', KEYS[5])
 return 1
 """
@@ -56,8 +60,16 @@ class RunLeases:
         """run id -> its lease key, for every run this process is running."""
         self._renewer: asyncio.Task[None] | None = None
 
+    @property
+    def lease_ms(self) -> int:
+        return max(1, int(self.lease * 1000))
+
     async def take(self, run_id: str, key: str) -> None:
-        await self._redis.set(key, "1", px=max(1, int(self.lease * 1000)))
+        await self._redis.set(key, "1", px=self.lease_ms)
+        self.own(run_id, key)
+
+    def own(self, run_id: str, key: str) -> None:
+        """Renew from now on the lease `key` (already set) of a run this process runs."""
         self._owned[run_id] = key
         if self._renewer is None or self._renewer.done():
             self._renewer = asyncio.create_task(self._renew(), name="run-leases")
@@ -71,7 +83,7 @@ class RunLeases:
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for key in list(self._owned.values()):
-                        pipe.set(key, "1", px=max(1, int(self.lease * 1000)))
+                        pipe.set(key, "1", px=self.lease_ms)
                     await pipe.execute()
             except (RedisError, OSError):
                 logger.warning("could not renew run leases", exc_info=True)

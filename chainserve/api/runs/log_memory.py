@@ -104,6 +104,15 @@ class MemoryRunLog:
             raise RunGone(run_id)
         return events
 
+    def holds(self, run_id: str) -> bool:
+        """Whether the run is here (and not expired)."""
+        entry = self._runs.get(run_id)
+        return entry is not None and entry.expires_at >= time.monotonic()
+
+    def forget(self, run_id: str) -> None:
+        """Drop the run (its readers read it elsewhere from now on)."""
+        self._runs.pop(run_id, None)
+
     async def publish_cancel(self, run_id: str) -> None:
         return None  # one process: the run manager cancels its own tasks directly
 

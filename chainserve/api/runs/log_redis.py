@@ -1,11 +1,20 @@
 """The run log in Redis, so any worker or replica can join, resume or cancel any run.
 
-Per run: a JSON record, an output string (APPENDed as tokens arrive), a sequence counter,
-and a stream of events whose entry ids are `0-<seq+1>`, so "events after N" is one XREAD.
-Every key expires `ttl` seconds after the run last wrote. A running run also has a lease its
-worker renews (api/runs/lease_redis.py): reading a run whose lease ran out records it as failed.
+Per run: a JSON record, an output string, an event count, and a stream of events whose entries
+hold one or more consecutive events, the entry id being the last one's `0-<seq+1>`, so "events
+after N" is one XREAD. Every key expires `ttl` seconds (give or take a quarter) after the run
+last wrote. A running run also has a lease its worker renews (api/runs/lease_redis.py):
+reading a run whose lease ran out records it as failed.
+
+The worker running a run keeps it in memory as well (`MemoryRunLog`) and serves its own
+followers from there, exactly as without Redis; its new events reach Redis in batches, a few
+milliseconds apart (`redis_batches.py`), and a run's terminal event only after all of them.
+Other workers read Redis. A worker that dies loses at most the events of its last
+`flush_interval`, at the end of its runs; ids stay contiguous, since the reaper numbers the
+`worker_lost` error after what Redis has.
 """
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -14,39 +23,54 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict, replace
 from typing import Any
 
+import anyio
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from chainserve.api.runs.encoding import to_json
 from chainserve.api.runs.lease_redis import FINISH, RunLeases, worker_lost
 from chainserve.api.runs.log import RunEvent, RunGone, RunRecord
+from chainserve.api.runs.log_memory import MemoryRunLog
+from chainserve.api.runs.redis_batches import RunBatches, pack, unpack
 from chainserve.chains.redis_connect import blocking_slice, redis_client
 
 logger = logging.getLogger("chainserve.runs")
 
 PREFIX = "chainserve:run:"
 CANCEL_CHANNEL = "chainserve:run-cancel"
+DEFAULT_FLUSH_INTERVAL = 0.005
 
-# One round trip per event: number it, store it (bounded), grow the output, refresh TTLs.
-_APPEND = """
-local seq = redis.call('INCR', KEYS[2]) - 1
-redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[4], '0-' .. (seq + 1), 'e', ARGV[1], 'd', ARGV[2])
-if ARGV[3] ~= '' then redis.call('APPEND', KEYS[3], ARGV[3]) end
-for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[5]) end
-return seq
-"""
+LOCAL_GRACE_SECONDS = 30.0
+"""How long a finished run stays in its worker's memory (its followers read the tail there)."""
+_LOCAL_MAX_RUNS = 1_000_000
+"""Runs leave the worker's memory when they finish (plus the grace), never for a newer one."""
 
 
 class RedisRunLog:
     def __init__(
-        self, url: str, *, ttl: float, max_events: int, timeout: float = 2.0, lease: float = 30.0
+        self,
+        url: str,
+        *,
+        ttl: float,
+        max_events: int,
+        timeout: float = 2.0,
+        lease: float = 30.0,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
     ) -> None:
         self._redis: Redis = redis_client(url, timeout=timeout)
         self._block = blocking_slice(timeout)
         self._ttl = max(1, int(ttl))
         self._max_events = max_events
-        self._append = self._redis.register_script(_APPEND)
         self._finish = self._redis.register_script(FINISH)
         self._leases = RunLeases(self._redis, lease)
+        self._local = MemoryRunLog(ttl=ttl, max_events=max_events, max_runs=_LOCAL_MAX_RUNS)
+        self._batches = RunBatches(
+            self._redis,
+            prefix=PREFIX,
+            interval=flush_interval,
+            ttl=self._ttl,
+            max_entries=max_events,
+        )
 
     @staticmethod
     def _keys(run_id: str) -> list[str]:
@@ -54,37 +78,80 @@ class RedisRunLog:
         return [f"{base}:events", f"{base}:seq", f"{base}:output", base, f"{base}:lease"]
 
     async def create(self, record: RunRecord, metadata: str) -> None:
+        """One round trip: the lease, the record, the `metadata` event; then the run is kept
+        here too, where this worker's followers read it."""
+        events, seq, output, key, lease = self._keys(record.run_id)
         body = {k: v for k, v in asdict(record).items() if k not in ("output", "last_seq")}
-        await self._leases.take(record.run_id, self._keys(record.run_id)[4])
-        await self._redis.set(self._keys(record.run_id)[3], json.dumps(body), ex=self._ttl)
-        await self.append(record.run_id, "metadata", metadata)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(lease, "1", px=self._leases.lease_ms)
+            pipe.set(key, json.dumps(body), ex=self._ttl)
+            pipe.xadd(events, {"b": pack([("metadata", metadata)])}, id="0-1")
+            pipe.expire(events, self._ttl)
+            pipe.set(seq, "1", ex=self._ttl)
+            pipe.set(output, "", ex=self._ttl)
+            await pipe.execute()
+        self._leases.own(record.run_id, lease)
+        self._batches.started(record.run_id)
+        await self._local.create(record, metadata)
 
     async def append(self, run_id: str, event: str, data: str, output: str = "") -> int:
-        args: list[str | int] = [event, data, output, self._max_events, self._ttl]
-        seq: int = await self._append(keys=self._keys(run_id)[:4], args=args)
+        seq = await self._local.append(run_id, event, data, output)
+        self._batches.add(run_id, seq, event, data, output)
         return seq
 
     async def finish(self, run_id: str, changes: dict[str, Any], event: str, data: str) -> None:
-        try:
+        """The terminal event reaches this worker's followers at once, and Redis after every
+        event before it. A Redis failure here is logged, not raised: the run did end, and
+        once its lease runs out other workers record it as lost."""
+        if not self._local.holds(run_id):  # not run here (or long expired): Redis only
             await self._write_end(run_id, changes, event, data, only_if_lost=False)
+            return
+        await self._local.finish(run_id, changes, event, data)
+        record = await self._local.get(run_id)
+        try:
+            # Once the run has ended here, Redis must hear of it even if this task is
+            # cancelled now (a client hanging up right after reading the end).
+            with anyio.CancelScope(shield=True):
+                await self._batches.flush()
+                if record is not None and not await self._write_end(
+                    run_id, changes, event, data, only_if_lost=False, record=record
+                ):
+                    logger.warning("run %s: its end was not recorded in Redis", run_id)
+        except (RedisError, OSError, KeyError) as exc:
+            logger.warning("run %s: its end was not recorded in Redis (%s)", run_id, exc)
         finally:
             self._leases.drop(run_id)
+            self._batches.forget(run_id)
+            loop = asyncio.get_running_loop()
+            loop.call_later(LOCAL_GRACE_SECONDS, self._local.forget, run_id)
 
     async def _write_end(
-        self, run_id: str, changes: dict[str, Any], event: str, data: str, *, only_if_lost: bool
+        self,
+        run_id: str,
+        changes: dict[str, Any],
+        event: str,
+        data: str,
+        *,
+        only_if_lost: bool,
+        record: RunRecord | None = None,
     ) -> bool:
-        """Write the record's changes and the terminal event, if the run is still running."""
-        raw = await self._redis.get(self._keys(run_id)[3])
-        if raw is None:
-            raise KeyError(run_id)
-        body = json.dumps({**json.loads(raw), **changes})
+        """Write the record's changes and the terminal event, if the run is still running:
+        as event `record.last_seq` when this worker has the run, else as the next one."""
+        if record is not None:
+            fields = {k: v for k, v in asdict(record).items() if k not in ("output", "last_seq")}
+            body, seq = json.dumps(fields), str(record.last_seq)
+        else:
+            raw = await self._redis.get(self._keys(run_id)[3])
+            if raw is None:
+                raise KeyError(run_id)
+            body, seq = json.dumps({**json.loads(raw), **changes}), ""
         args: list[str | int] = [
-            event,
-            data,
+            pack([(event, data)]),
             self._max_events,
             self._ttl,
             body,
             "1" if only_if_lost else "0",
+            seq,
         ]
         written: int = await self._finish(keys=self._keys(run_id), args=args)
         if written < 0:
@@ -100,6 +167,8 @@ class RedisRunLog:
                 logger.warning("run %s lost its worker; recorded as failed", run_id)
 
     async def get(self, run_id: str) -> RunRecord | None:
+        if self._local.holds(run_id):
+            return await self._local.get(run_id)
         _, seq, output, record, lease = self._keys(run_id)
         values: Any = await self._redis.mget(record, seq, output, lease)
         raw, last, text, held = values
@@ -114,6 +183,8 @@ class RedisRunLog:
         )
 
     async def read(self, run_id: str, after: int, wait: float) -> list[RunEvent]:
+        if self._local.holds(run_id):
+            return await self._local.read(run_id, after, wait)
         events_key = self._keys(run_id)[0]
         if not await self._redis.exists(self._keys(run_id)[3]):
             raise KeyError(run_id)
@@ -124,7 +195,12 @@ class RedisRunLog:
             entries = await self._wait(events_key, start, wait)
         else:
             entries = await self._redis.xrange(events_key, min=f"({start}")
-        events = [RunEvent(int(eid.split("-")[1]) - 1, f["e"], f["d"]) for eid, f in entries]
+        events = [
+            RunEvent(seq, event, data)
+            for entry_id, fields in entries
+            for seq, event, data in unpack(entry_id, fields["b"])
+            if seq > after
+        ]
         if events and events[0].seq > after + 1:
             raise RunGone(run_id)
         return events
@@ -152,5 +228,6 @@ class RedisRunLog:
                     yield str(message["data"])
 
     async def aclose(self) -> None:
+        await self._batches.aclose()
         await self._leases.aclose()
         await self._redis.aclose()

@@ -109,12 +109,21 @@ class RunManager:
                 await self.log.append(run.run_id, name, to_json(body))
             run.finish("done")
             summary = run.summary()
-            await self.log.finish(run.run_id, self._changes(run), "end", to_json(summary))
+            await self._record_end(run, self._changes(run), "end", to_json(summary))
         finally:
             aclose = getattr(chunks, "aclose", None)
             if aclose is not None:
                 with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                     await aclose()
+
+    async def _record_end(self, run: Run, changes: dict[str, Any], event: str, data: str) -> None:
+        """Write the run's terminal event; a cancel (a client hanging up just after reading
+        it) must not cut this short, or the run would get a second ending."""
+        self._closing.add(run.run_id)
+        try:
+            await self.log.finish(run.run_id, changes, event, data)
+        finally:
+            self._closing.discard(run.run_id)
 
     async def _side_event(self, run_id: str, name: str, data: Any) -> None:
         await self.log.append(run_id, name, to_json(data))
@@ -150,9 +159,11 @@ class RunManager:
         changes = self._changes(
             run, error=payload, http_status=error.status, retry_after=error.retry_after
         )
-        await self.log.finish(run.run_id, changes, "error", to_json(payload))
+        await self._record_end(run, changes, "error", to_json(payload))
 
     async def _record_cancel(self, run: Run) -> None:
+        if run.status != "running":
+            return  # cancelled while its ending was being recorded: that ending stands
         run.finish("cancelled")
         payload = {
             "code": "cancelled",

@@ -1,5 +1,6 @@
 """Two chainserve processes on one Redis behave as one service: runs and threads are shared."""
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,6 +64,29 @@ async def test_a_run_started_on_one_worker_is_joined_and_resumed_through_the_oth
         run = (await client.get(f"{b.url}/runs/{run_id}")).json()
     assert run["status"] == "done"
     assert run["output"] == "".join(TOKENS)
+
+
+async def test_a_join_from_the_other_worker_during_a_fast_stream_gets_every_event_once(
+    workers: tuple[ServerProcess, ServerProcess], upstream: MockUpstream
+) -> None:
+    """Worker A streams a long answer as fast as the provider sends it while worker B joins
+    from the start: B's events, read from Redis in batches, are A's, each exactly once."""
+    a, b = workers
+    tokens = [f" {i % 10}" for i in range(2000)]  # a token each, within the output cap
+    upstream.enqueue(Script(chunks=tokens))
+    async with (
+        httpx.AsyncClient(base_url=a.url, timeout=30) as client,
+        client.stream("POST", "/chains/chat/stream", json=chat_input()) as response,
+    ):
+        run_id = response.headers["x-run-id"]
+        joined = asyncio.create_task(_join(b.url, run_id, None))
+        own = await collect(response)
+    from_b = await joined
+    for events in (own.events, from_b):
+        assert [int(e.id or -1) for e in events] == list(range(len(events)))
+        assert "".join(e.json() for e in events if e.event == "data") == "".join(tokens)
+        assert events[-1].event == "end"
+    assert [(e.event, e.data) for e in from_b] == [(e.event, e.data) for e in own.events]
 
 
 async def test_a_run_started_on_one_worker_is_cancelled_through_the_other(
