@@ -107,7 +107,7 @@ async def test_a_flush_whose_reply_was_lost_is_not_written_twice(
     running, other = worker(flush_interval=30.0), worker()
     run_id = await _start(running)
     await running.append(run_id, "data", '"a"', "a")
-    batches: Any = running._batches  # noqa: SLF001 - the one seam for a lost reply
+    batches: Any = running._batches  # the one seam for a lost reply
     script = batches._script
 
     async def applied_then_lost(**kwargs: Any) -> Any:

@@ -1,4 +1,5 @@
-"""With Redis as the run log, a model's long silence streams exactly as it does in memory."""
+"""With Redis as the run log, a model's long silence streams exactly as it does in memory,
+on the run's own worker and through another one."""
 
 import asyncio
 from typing import Any
@@ -15,21 +16,50 @@ from tests.support.sse import SSEParser
 pytestmark = pytest.mark.asyncio
 
 
+SILENCE = 6.0
+"""Longer than the store timeout (1 s here) several times over, and than the keepalive."""
+
+
 @pytest.fixture
-def redis_server(start_server: ServerFactory, upstream: MockUpstream, redis_url: str) -> LiveServer:
-    """Default keepalive (15 s) and header hold (10 s): both longer than redis-py's 5 s."""
-    return start_server(upstream_settings(upstream, redis_url=redis_url, upstream_timeout=60.0))
+def workers(
+    start_server: ServerFactory, upstream: MockUpstream, redis_url: str
+) -> tuple[LiveServer, LiveServer]:
+    """Two apps on one Redis: the run's worker streams from memory, the other reads Redis,
+    with blocking reads far shorter than the silence."""
+    settings = upstream_settings(
+        upstream,
+        redis_url=redis_url,
+        upstream_timeout=60.0,
+        store_timeout_seconds=1.0,
+        keepalive_seconds=2.0,
+        first_chunk_hold_seconds=0.5,  # the run id reaches the client before the first token
+    )
+    return start_server(settings), start_server(settings)
 
 
-async def _post(url: str, body: dict[str, Any]) -> StreamResult:
+async def _post(
+    url: str, body: dict[str, Any], run_id: asyncio.Future[str], *, on_headers: bool = False
+) -> StreamResult:
+    """Stream a run; its id is told once the headers arrive (`on_headers`) or with the first
+    token."""
+    result = StreamResult(0, httpx.Headers())
+    parser = SSEParser()
     async with (
         httpx.AsyncClient(base_url=url, timeout=60) as client,
         client.stream("POST", "/chains/chat/stream", json=body) as response,
     ):
-        return await collect(response)
+        result.status = response.status_code
+        if on_headers:
+            run_id.set_result(response.headers["x-run-id"])
+        async for chunk in response.aiter_raw():
+            result.events.extend(parser.feed(chunk))
+            if result.of("data") and not run_id.done():
+                run_id.set_result(result.events[0].json()["run_id"])
+    result.comments = parser.comments
+    return result
 
 
-async def _join_after_first_token(url: str, run_id: asyncio.Future[str]) -> StreamResult:
+async def _join(url: str, run_id: asyncio.Future[str]) -> StreamResult:
     async with (
         httpx.AsyncClient(base_url=url, timeout=60) as client,
         client.stream("GET", f"/runs/{await run_id}/stream") as response,
@@ -38,40 +68,30 @@ async def _join_after_first_token(url: str, run_id: asyncio.Future[str]) -> Stre
 
 
 async def test_redis_run_waits_out_a_model_silent_before_its_first_token(
-    redis_server: LiveServer, upstream: MockUpstream
+    workers: tuple[LiveServer, LiveServer], upstream: MockUpstream
 ) -> None:
-    upstream.enqueue(Script(chunks=["Hel", "lo"], first_delay=8.0))
-    result = await _post(redis_server.url, chat_input())
-    assert result.status == 200, result.body
-    assert result.text == "Hello"
-    assert result.events[-1].event == "end"
+    running, other = workers
+    upstream.enqueue(Script(chunks=["Hel", "lo"], first_delay=SILENCE))
+    run_id: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    streamed, joined = await asyncio.gather(
+        _post(running.url, chat_input(), run_id, on_headers=True), _join(other.url, run_id)
+    )
+    for result in (streamed, joined):
+        assert result.status == 200, result.body
+        assert result.text == "Hello"
+        assert result.events[-1].event == "end"
 
 
 async def test_redis_stream_and_join_keep_alive_through_mid_stream_silence(
-    redis_server: LiveServer, upstream: MockUpstream
+    workers: tuple[LiveServer, LiveServer], upstream: MockUpstream
 ) -> None:
-    """A 20 s gap after the first token: the stream and a join both get keepalives, the
-    whole answer and a terminal event."""
-    upstream.enqueue(Script(chunks=["Hel", "lo"], delay=20.0))
+    """A long gap after the first token: the stream on the run's worker and a join on the
+    other both get keepalives, the whole answer and a terminal event."""
+    running, other = workers
+    upstream.enqueue(Script(chunks=["Hel", "lo"], delay=SILENCE))
     run_id: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-
-    async def post() -> StreamResult:
-        result = StreamResult(0, httpx.Headers())
-        parser = SSEParser()
-        async with (
-            httpx.AsyncClient(base_url=redis_server.url, timeout=60) as client,
-            client.stream("POST", "/chains/chat/stream", json=chat_input()) as response,
-        ):
-            result.status = response.status_code
-            async for chunk in response.aiter_raw():
-                result.events.extend(parser.feed(chunk))
-                if result.of("data") and not run_id.done():
-                    run_id.set_result(result.events[0].json()["run_id"])
-        result.comments = parser.comments
-        return result
-
     streamed, joined = await asyncio.gather(
-        post(), _join_after_first_token(redis_server.url, run_id)
+        _post(running.url, chat_input(), run_id), _join(other.url, run_id)
     )
     for result in (streamed, joined):
         assert result.status == 200
