@@ -46,6 +46,17 @@ _LOCAL_MAX_RUNS = 1_000_000
 """Runs leave the worker's memory when they finish (plus the grace), never for a newer one."""
 
 
+# KEYS: events, seq, output, record, lease. ARGV: record, the metadata entry, ttl, lease ms.
+_CREATE = """
+redis.call('SET', KEYS[5], '1', 'PX', ARGV[4])
+redis.call('SET', KEYS[4], ARGV[1], 'EX', ARGV[3])
+redis.call('XADD', KEYS[1], '0-1', 'b', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[3])
+redis.call('SET', KEYS[3], '', 'EX', ARGV[3])
+"""
+
+
 class RedisRunLog:
     def __init__(
         self,
@@ -62,6 +73,7 @@ class RedisRunLog:
         self._ttl = max(1, int(ttl))
         self._max_events = max_events
         self._finish = self._redis.register_script(FINISH)
+        self._create = self._redis.register_script(_CREATE)
         self._leases = RunLeases(self._redis, lease)
         self._local = MemoryRunLog(ttl=ttl, max_events=max_events, max_runs=_LOCAL_MAX_RUNS)
         self._batches = RunBatches(
@@ -78,19 +90,18 @@ class RedisRunLog:
         return [f"{base}:events", f"{base}:seq", f"{base}:output", base, f"{base}:lease"]
 
     async def create(self, record: RunRecord, metadata: str) -> None:
-        """One round trip: the lease, the record, the `metadata` event; then the run is kept
+        """One script call: the lease, the record, the `metadata` event; then the run is kept
         here too, where this worker's followers read it."""
-        events, seq, output, key, lease = self._keys(record.run_id)
+        keys = self._keys(record.run_id)
         body = {k: v for k, v in asdict(record).items() if k not in ("output", "last_seq")}
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(lease, "1", px=self._leases.lease_ms)
-            pipe.set(key, json.dumps(body), ex=self._ttl)
-            pipe.xadd(events, {"b": pack([("metadata", metadata)])}, id="0-1")
-            pipe.expire(events, self._ttl)
-            pipe.set(seq, "1", ex=self._ttl)
-            pipe.set(output, "", ex=self._ttl)
-            await pipe.execute()
-        self._leases.own(record.run_id, lease)
+        args: list[str | int] = [
+            json.dumps(body),
+            pack([("metadata", metadata)]),
+            self._ttl,
+            self._leases.lease_ms,
+        ]
+        await self._create(keys=keys, args=args)
+        self._leases.own(record.run_id, keys[4])
         self._batches.started(record.run_id)
         await self._local.create(record, metadata)
 
