@@ -139,7 +139,7 @@ def _cpu_section(data: Data) -> list[str]:
         "",
         *_user_chain_targets(entries),
         *_agent_targets(entries),
-        *_redis_cpu_targets(entries),
+        *_redis_cpu_targets(entries, plan["cpu_chunks"]),
     ]
 
 
@@ -148,16 +148,19 @@ def _median(entries: Mapping[str, Any], name: str, key: str) -> float | None:
     return None if summary is None else float(summary["median"])
 
 
-def _redis_cpu_targets(entries: Mapping[str, Any]) -> list[str]:
+def _redis_cpu_targets(entries: Mapping[str, Any], chunks: int) -> list[str]:
     """The Redis row against the in-memory one: at most 1.5 times its CPU, and 5 µs of
     redis-server CPU per chunk."""
     if REDIS not in entries:
         return []
+    redis = _median(entries, REDIS, "redis_us_per_chunk")
+    # psutil reads CPU time in 10 ms ticks: 0 means "less than one tick over the stream".
+    resolution = 0.01 / max(1, chunks) * 1e6
+    shown = f"under {num(resolution)}" if redis is not None and redis < resolution else num(redis)
     return [
         f"*{REDIS}*: the `chat` chain with its run log in Redis: "
         f"{ratio(entries, REDIS, 'chainserve', 'us_per_chunk')}× chainserve in memory "
-        f"(target ≤ 1.5), and redis-server "
-        f"{num(_median(entries, REDIS, 'redis_us_per_chunk'))} µs per chunk (target ≤ 5).",
+        f"(target ≤ 1.5), and redis-server {shown} µs per chunk (target ≤ 5).",
         "",
     ]
 
