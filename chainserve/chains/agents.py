@@ -15,7 +15,6 @@ models declare (`configurable_fields`, `build_model`): LangGraph hands a node's 
 request's config, but does not list what the model accepts, so they are found in the nodes.
 """
 
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
@@ -26,21 +25,12 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import ensure_config
 from langchain_core.runnables.utils import ConfigurableFieldSpec, get_unique_config_specs
 
-from chainserve.chains.graph_parts import runnables_in_nodes
+from chainserve.chains.graph_parts import is_graph, runnables_in_nodes
 from chainserve.chains.messages import coerce_message
 from chainserve.chains.models.streaming import is_plain_binding, unbound
 from chainserve.chains.output_events import EventChunk
 from chainserve.chains.stand_in import StandIn
 from chainserve.chains.thread_key import THREAD_KEY, THREAD_SPEC
-
-
-def is_graph(runnable: object) -> bool:
-    """Whether `runnable` is a LangGraph graph (checked only once langgraph is imported)."""
-    if "langgraph.pregel" not in sys.modules:
-        return False
-    from langgraph.pregel import Pregel
-
-    return isinstance(runnable, Pregel)
 
 
 class TurnStore(Protocol):

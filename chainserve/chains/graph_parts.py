@@ -16,6 +16,7 @@ own globals, and so the user's model. Everything the walk does not recognise is 
 
 import copy
 import dis
+import sys
 import types
 from collections.abc import Callable
 from typing import Any
@@ -39,7 +40,7 @@ def runnables_in_nodes(graph: Any) -> list[Runnable[Any, Any]]:
     found: list[Runnable[Any, Any]] = []
 
     def record(runnable: Runnable[Any, Any]) -> Runnable[Any, Any] | None:
-        if runnable.config_specs and not _is_graph(runnable):
+        if runnable.config_specs and not is_graph(runnable):
             found.append(runnable)
             return runnable
         return None
@@ -54,8 +55,13 @@ def with_parts_replaced(graph: Any, replace: Replace) -> Any:
     return _Walk(replace).graph(graph, 0)
 
 
-def _is_graph(value: object) -> bool:
-    return hasattr(value, "nodes") and hasattr(value, "channels") and hasattr(value, "copy")
+def is_graph(runnable: object) -> bool:
+    """Whether `runnable` is a LangGraph graph (checked only once langgraph is imported)."""
+    if "langgraph.pregel" not in sys.modules:
+        return False
+    from langgraph.pregel import Pregel
+
+    return isinstance(runnable, Pregel)
 
 
 class _Walk:
@@ -114,7 +120,7 @@ class _Walk:
         replaced = self._replace(runnable)
         if replaced is not None:
             return replaced
-        if _is_graph(runnable):
+        if is_graph(runnable):
             return self.graph(runnable, depth + 1)
         if isinstance(runnable, RunnableSequence):
             steps = [self.value(step, depth + 1) for step in runnable.steps]

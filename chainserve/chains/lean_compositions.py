@@ -50,8 +50,7 @@ from langchain_core.runnables.configurable import (
 )
 from langchain_core.runnables.utils import ConfigurableFieldSpec
 
-from chainserve.chains.agents import is_graph
-from chainserve.chains.graph_parts import with_parts_replaced
+from chainserve.chains.graph_parts import is_graph, with_parts_replaced
 from chainserve.chains.models.factory import ModelConfig
 from chainserve.chains.models.listeners import wants_chain_runs
 from chainserve.chains.models.streaming import (

@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 from langchain_core.runnables import Runnable, RunnableLambda
 from pydantic import BaseModel, ConfigDict, RootModel
 
-from chainserve.chains.agents import is_graph
+from chainserve.chains.graph_parts import is_graph
 from chainserve.chains.messages import ChatMessages
 from chainserve.chains.models.streaming import unbound
 from chainserve.chains.registry import ChainLoadError, ChainSpec

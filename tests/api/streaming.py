@@ -1,5 +1,6 @@
 """Client helpers for the wire tests: POST a run and collect its SSE events."""
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,3 +68,18 @@ async def read_then_hang_up(url: str, body: dict[str, Any], keep: int) -> list[E
             if len(events) >= keep:
                 break
     return events[:keep]
+
+
+def hang_up_at(url: str, path: str, body: dict[str, Any], marker: str) -> tuple[str, float]:
+    """POST a stream, hang up at the first `data` line holding `marker`; the run's id and
+    the monotonic time of the hang-up."""
+    with (
+        httpx.Client(base_url=url, timeout=10) as client,
+        client.stream("POST", path, json=body) as response,
+    ):
+        assert response.status_code == 200
+        run_id = response.headers["x-run-id"]
+        for line in response.iter_lines():
+            if line.startswith("data: ") and marker in line:
+                break
+    return run_id, time.monotonic()

@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from chainserve.chains import ChainSpec, ModelConfig, build_model
 from chainserve.chains.agent import AgentInput, calculator
-from tests.api.streaming import collect, stream
+from tests.api.streaming import collect, hang_up_at, stream
 from tests.conftest import ServerFactory, offline_settings
 from tests.support.mock_upstream import MockUpstream, Script
 from tests.support.node import read_with_ai_sdk
@@ -220,16 +220,7 @@ def test_hanging_up_during_a_model_turn_hangs_up_on_the_provider(
 ) -> None:
     server = start_server(offline_settings(example_chains=False), {"mine": _users_agent(upstream)})
     upstream.enqueue(Script(chunks=["tok "] * 200, delay=0.05))
-    with (
-        httpx.Client(base_url=server.url, timeout=10) as client,
-        client.stream("POST", "/chains/mine/stream", json=ASK) as response,
-    ):
-        assert response.status_code == 200
-        run_id = response.headers["x-run-id"]
-        for line in response.iter_lines():
-            if line.startswith("data: ") and "tok" in line:
-                break
-    closed_at = time.monotonic()
+    run_id, closed_at = hang_up_at(server.url, "/chains/mine/stream", ASK, "tok")
     assert upstream.wait_for_disconnect(timeout=5) - closed_at < 2.0
     assert upstream.last_request.chunks_sent < 200
     deadline = time.monotonic() + 5

@@ -15,7 +15,7 @@ from langchain_core.runnables import RunnableLambda
 
 from chainserve.api.app import create_app
 from chainserve.chains.registry import ChainLoadError
-from tests.api.streaming import stream
+from tests.api.streaming import hang_up_at, stream
 from tests.conftest import ServerFactory, offline_settings
 from tests.support.mock_upstream import MockUpstream, Script
 from tests.support.process import ROOT, ServerProcess
@@ -85,15 +85,7 @@ def test_hanging_up_on_a_users_chain_hangs_up_on_its_provider(
     server = start_server(offline_settings(chains=[str(file)], example_chains=False))
     upstream.enqueue(Script(chunks=["tok "] * 200, delay=0.05))
     body = {"input": {"style": "a pirate", "question": "hi"}}
-    with (
-        httpx.Client(base_url=server.url, timeout=10) as client,
-        client.stream("POST", "/chains/ask/stream", json=body) as response,
-    ):
-        assert response.status_code == 200
-        for line in response.iter_lines():
-            if line.startswith("data: ") and "tok" in line:
-                break
-    closed_at = time.monotonic()
+    _, closed_at = hang_up_at(server.url, "/chains/ask/stream", body, "tok")
     assert upstream.wait_for_disconnect(timeout=5) - closed_at < 2.0
     assert upstream.last_request.chunks_sent < 200
 

@@ -64,10 +64,6 @@ class RunLeases:
     def lease_ms(self) -> int:
         return max(1, int(self.lease * 1000))
 
-    async def take(self, run_id: str, key: str) -> None:
-        await self._redis.set(key, "1", px=self.lease_ms)
-        self.own(run_id, key)
-
     def own(self, run_id: str, key: str) -> None:
         """Renew from now on the lease `key` (already set) of a run this process runs."""
         self._owned[run_id] = key
