@@ -310,6 +310,7 @@ def test_a_conversation_names_its_thread_and_ctrl_c_at_the_prompt_drops_the_line
     cli.wait_for("you> ")
     cli.send("never sent")
     cli.wait_for("you> never sent")  # read by readline: Ctrl-C flushes what is still queued
+    cli.wait_until_reading_keys()
     cli.send("\x03")
     cli.wait_for_match(r"never sent\n+you> $")
     cli.send("hello\n")

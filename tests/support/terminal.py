@@ -97,6 +97,27 @@ class TerminalCli:
                 raise AssertionError(f"exited before showing {pattern!r}: {self.raw!r}")
         return found
 
+    def wait_until_reading_keys(self, timeout: float = 20) -> None:
+        """Waits until the child sleeps in select/poll on the terminal. Python's readline only
+        notices SIGINT when that wait is interrupted: a Ctrl-C that lands while it is still
+        drawing the last echo is held until the next key, as it would be for a fast typist."""
+        deadline = time.monotonic() + timeout
+        pid = self.process.pid
+        while time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{pid}/wchan") as wchan, open(f"/proc/{pid}/stat") as stat:
+                    waiting, state = wchan.read(), stat.read().rsplit(")", 1)[1].split()[0]
+            except OSError:  # no /proc: give it time instead
+                time.sleep(0.5)
+                return
+            if waiting in ("", "0"):  # the kernel hides where it waits
+                time.sleep(0.5)
+                return
+            if state == "S" and ("poll" in waiting or "select" in waiting):
+                return
+            time.sleep(0.01)
+        raise AssertionError(f"never waited for keys; so far: {self.raw!r}")
+
     def send(self, keys: str) -> None:
         os.write(self.master, keys.encode())
 
