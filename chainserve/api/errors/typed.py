@@ -8,7 +8,9 @@ import httpx
 import httpx2
 import openai
 import redis.exceptions
+from langchain_core.exceptions import ContextOverflowError
 
+from chainserve.api.errors.provider_text import provider_message, retry_after_seconds
 from chainserve.chains.models.upstream_client import UpstreamConnectError
 from chainserve.chains.models.upstream_sse import UpstreamIncompleteError, UpstreamUnreadableError
 from chainserve.chains.retrieval.types import EmbedderMismatchError
@@ -71,6 +73,11 @@ class ChainError:
     message: str
     retryable: bool
     retry_after: str | None = None
+    """Whole seconds to wait before retrying, as the `Retry-After` header says it."""
+    upstream_status: int | None = None
+    """The status the model provider answered with, when it answered with one."""
+    upstream_code: str | None = None
+    """The provider's own error code (`context_length_exceeded`, `model_not_found`)."""
 
     def payload(self, run_id: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -80,40 +87,72 @@ class ChainError:
         }
         if run_id is not None:
             body["run_id"] = run_id
+        if self.retry_after is not None:
+            # In the body too: a failure after the headers went out can only say it here.
+            body["retry_after"] = int(self.retry_after)
+        if self.upstream_status is not None:
+            body["upstream_status"] = self.upstream_status
+        if self.upstream_code:
+            body["upstream_code"] = self.upstream_code
         return body
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": self.retry_after} if self.retry_after else {}
 
 
+_REFUSED_AS_IS = frozenset({400, 404, 413, 422})
+"""Provider refusals passed on with their own status: none is retried by the OpenAI SDKs (which
+retry 408, 409, 429 and 5xx), and each already says what kind of refusal it is."""
+
+
 def _upstream_status_error(exc: openai.APIStatusError) -> ChainError:
     status = exc.status_code
+    said = f"HTTP {status}"
     if status in (401, 403):
         # The upstream's own message may quote part of the key; never pass it on.
         return ChainError(
-            502, "upstream_auth", "The model provider rejected chainserve's credentials.", False
+            502,
+            "upstream_auth",
+            f"The model provider rejected chainserve's credentials ({said}).",
+            False,
+            upstream_status=status,
         )
     if status == 429:
-        retry_after = exc.response.headers.get("retry-after")
         return ChainError(
             429,
             "upstream_rate_limited",
-            "The model provider is rate limiting requests.",
+            f"The model provider is rate limiting requests ({said}).",
             True,
-            retry_after,
+            retry_after_seconds(exc.response.headers),
+            upstream_status=status,
         )
-    if status in (400, 404, 409, 413, 422):
+    detail = provider_message(exc.body)
+    said += f": {detail}" if detail else ""
+    if 400 <= status < 500 and status not in (408, 409):
+        # A refusal that will be refused again: a status the SDKs do not retry, and the
+        # provider's reason (context too long, unknown model), so the user can fix it.
         return ChainError(
-            502,
+            status if status in _REFUSED_AS_IS else 400,
             "upstream_bad_request",
-            f"The model provider refused the request (HTTP {status}).",
+            f"The model provider refused the request ({said}).",
             False,
+            upstream_status=status,
+            upstream_code=exc.code,
         )
     if status == 503:
-        return ChainError(503, "upstream_unavailable", "The model provider is unavailable.", True)
-    if status == 504:
-        return ChainError(504, "upstream_timeout", "The model provider timed out.", True)
-    return ChainError(502, "upstream_error", f"The model provider failed (HTTP {status}).", True)
+        return ChainError(
+            503, "upstream_unavailable", f"The model provider is unavailable ({said}).", True,
+            retry_after_seconds(exc.response.headers), upstream_status=status,
+        )  # fmt: skip
+    if status in (408, 504):
+        return ChainError(
+            504, "upstream_timeout", f"The model provider timed out ({said}).", True,
+            upstream_status=status,
+        )  # fmt: skip
+    return ChainError(
+        502, "upstream_error", f"The model provider failed ({said}).", True,
+        upstream_status=status,
+    )  # fmt: skip
 
 
 def _causes(exc: BaseException) -> list[BaseException]:
@@ -149,6 +188,25 @@ def classify(exc: BaseException) -> ChainError:
         )
     if isinstance(exc, UpstreamUnreadableError):
         return ChainError(502, "upstream_error", str(exc), True)
+    if isinstance(exc, ContextOverflowError):  # langchain-openai's, raised with no status
+        detail = provider_message(getattr(exc, "body", None)) or "the input is too long"
+        return ChainError(
+            400,
+            "upstream_bad_request",
+            f"The model provider refused the request: {detail}",
+            False,
+            upstream_code="context_length_exceeded",
+        )
+    if isinstance(exc, openai.APIError) and type(exc) is openai.APIError and exc.body:
+        # An error the provider sent inside its stream: its words, scrubbed.
+        detail = provider_message(exc.body) or "no reason given"
+        return ChainError(
+            502,
+            "upstream_error",
+            f"The model provider reported an error in its stream: {detail}",
+            True,
+            upstream_code=exc.code,
+        )
     if isinstance(exc, (openai.APITimeoutError, TimeoutError, *_TIMEOUTS)):
         return ChainError(
             504, "upstream_timeout", "The model provider did not answer in time.", True

@@ -6,6 +6,7 @@ from typing import Any
 from fastapi.sse import format_sse_event
 from langchain_core.messages import BaseMessage
 
+from chainserve.api.protocols.object_text import UNSTREAMABLE, ObjectText
 from chainserve.api.runs.encoding import MESSAGE_TYPES, to_json
 from chainserve.api.runs.log import RunEvent
 from chainserve.chains.agents import agent_answer
@@ -105,8 +106,7 @@ class OpenAIChatProtocol:
             "system_fingerprint": None,
         }
         self._include_usage = include_usage
-        self._json_sent = ""
-        """The structured output's JSON text sent so far (`_object`)."""
+        self._object_text = ObjectText()
         self._calls_sent: set[int] = set()
         """Tool calls (by index) whose first delta went out."""
 
@@ -135,29 +135,18 @@ class OpenAIChatProtocol:
         if event.event == "error":
             error = json.loads(event.data)
             status = 499 if error.get("code") == "cancelled" else 500
-            return _data(openai_error(status, error.get("code"), error.get("message", "")))
+            body = openai_error(status, error.get("code"), error.get("message", ""))
+            if "retry_after" in error:  # a 429 after the headers: when to try again
+                body["error"]["retry_after"] = error["retry_after"]
+            return _data(body)
         return b""
 
     def _object(self, body: dict[str, Any]) -> bytes:
-        """A structured output as content: its JSON text, streamed as it grows. A snapshot's
-        text up to its still-open end (closing quotes and brackets) only ever grows, so that
-        part goes out now and the closing characters with the complete object."""
-        complete = bool(body.get("complete"))
-        if body.get("merged") and not complete:
-            return b""  # any key may still grow: its JSON text goes out whole, at the end
-        text = to_json(body["value"])
-        if not complete:
-            text = text.rstrip('"}]')
-        if not text.startswith(self._json_sent):
-            if not complete:
-                return b""
-            # Never seen (a snapshot's JSON only grows), but never a silently wrong answer.
-            message = "the structured output changed shape while streaming; GET /runs/{id} has it"
-            return _data(openai_error(500, "output_unstreamable", message))
-        if len(text) == len(self._json_sent):
-            return b""
-        delta, self._json_sent = text[len(self._json_sent) :], text
-        return self._chunk({"content": delta})
+        """A structured output as content: its JSON text, streamed as it grows."""
+        delta = self._object_text.delta(body)
+        if delta is None:
+            return _data(openai_error(500, "output_unstreamable", UNSTREAMABLE))
+        return self._chunk({"content": delta}) if delta else b""
 
     def _tool_call(self, kind: str, call: dict[str, Any]) -> bytes:
         if "step" in call:

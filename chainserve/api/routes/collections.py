@@ -222,17 +222,21 @@ async def ingest_documents(
         status = 415 if str(exc).startswith("unsupported file type") else 422
         code = "unsupported_document" if status == 415 else "invalid_document"
         raise RequestError(status, code, str(exc)) from None
+    embedder = retrieval.embedder
+    if retrieval.legacy_embedder is not None:
+        existing = await retrieval.store.collection(name, owner=target)
+        embedder = retrieval.embedder_for(existing.embedder if existing else None)
     for document in documents:
         vectors = await retrieval.embeddings.aembed_documents([c.text for c in document.chunks])
         try:
             await retrieval.store.replace_document(
-                name, document.id, document.chunks, vectors, retrieval.embedder, owner=target
+                name, document.id, document.chunks, vectors, embedder, owner=target
             )
         except EmbedderMismatchError as exc:
             raise RequestError(409, "embedder_mismatch", str(exc)) from None
     return IngestResponse(
         collection=name,
-        embedder=retrieval.embedder,
+        embedder=embedder,
         documents=[
             IngestedOut(id=d.id, title=d.title, format=d.format, chunks=len(d.chunks))
             for d in documents

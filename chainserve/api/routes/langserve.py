@@ -15,7 +15,7 @@ Three deliberate differences from a stock `add_routes` mount:
 
 import enum
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Literal, cast
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -34,6 +34,7 @@ from chainserve.api.access.batch_limits import (
 from chainserve.api.access.input_limit import REFERENCED_RESPONSES as INPUT_LIMIT_RESPONSES
 from chainserve.api.access.input_limit import check_input_tokens
 from chainserve.api.access.ownership import caller_of
+from chainserve.api.errors.langserve_streams import note_failure
 from chainserve.api.errors.responses import REFUSALS, referenced_error_responses
 from chainserve.api.runs.callback_runs import CallbackRuns
 from chainserve.api.runs.config import ConfigError, chosen_model, validate_config
@@ -78,6 +79,18 @@ class _Served(RunnableBinding[Any, Any]):  # type: ignore[no-redef]  # pydantic 
 
     def config_schema(self, *, include: Sequence[str] | None = None) -> type[BaseModel]:
         return config_model(self.bound.config_specs, include or ())
+
+    async def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any | None
+    ) -> AsyncIterator[Any]:
+        """The chain's stream; a failure is noted for the response to describe, since
+        LangServe reports every one as the same 500 (`api/errors/langserve_streams.py`)."""
+        try:
+            async for chunk in super().astream(input, config, **kwargs):
+                yield chunk
+        except Exception as exc:
+            note_failure(exc)
+            raise
 
     async def abatch(
         self,

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from chainserve.api.access.input_limit import OPENAI_RESPONSES as INPUT_LIMIT_RESPONSES
 from chainserve.api.access.input_limit import check_run_input
@@ -19,11 +19,17 @@ from chainserve.api.protocols.openai_chat import (
     openai_error,
     openai_usage,
 )
+from chainserve.api.routes.openai_knobs import (
+    CLIENT_TOOL_FIELDS,
+    client_tools,
+    sampling_knobs,
+    with_knobs,
+)
 from chainserve.api.runs.calls import Failed, invoke, start_stream
 from chainserve.api.runs.request import OnDisconnect, check_thread, prepare_run, with_thread
 from chainserve.chains import RegisteredChain
 from chainserve.chains.messages import coerce_message
-from chainserve.chains.models.client_tools import CLIENT_TOOLS_KEY, ClientTools
+from chainserve.chains.models.client_tools import CLIENT_TOOLS_KEY
 from chainserve.chains.registry import input_from_messages
 
 router = APIRouter(prefix="/v1", tags=["openai"], responses=error_responses(*REFUSALS, openai=True))
@@ -62,10 +68,6 @@ class ChatCompletionRequest(BaseModel):
     on_disconnect: OnDisconnect = "cancel"
 
 
-CLIENT_TOOL_FIELDS = ("tools", "tool_choice", "response_format", "parallel_tool_calls")
-"""What a chain built on `ClientToolsModel` (the `model` chain) passes to its model."""
-
-
 def _reject_unsupported(body: ChatCompletionRequest) -> None:
     extra = body.model_extra or {}
     if body.n not in (None, 1):
@@ -101,93 +103,48 @@ def _chain_input(chain: RegisteredChain, messages: list[Any]) -> dict[str, Any]:
         raise OpenAIRequestError(400, str(exc), "messages") from None
 
 
-def _client_tools(chain: RegisteredChain, body: ChatCompletionRequest) -> dict[str, Any] | None:
-    """The request's own tools and response format, for a chain whose model takes them; any
-    other chain brings its own tools and refuses them (a text `response_format` is no ask)."""
-    extra = body.model_extra or {}
-    asked = {name: extra[name] for name in CLIENT_TOOL_FIELDS if extra.get(name) is not None}
-    if asked.get("response_format") == {"type": "text"}:
-        del asked["response_format"]
-    if CLIENT_TOOLS_KEY in chain.configurable:
-        if not asked:
-            return None
-        try:
-            return ClientTools.model_validate(asked).model_dump(exclude_none=True)
-        except ValidationError as exc:
-            problem = exc.errors(include_url=False)[0]
-            where = _param(problem["loc"])
-            raise OpenAIRequestError(400, f"{where}: {problem['msg']}", where) from None
-    refused = next((name for name in CLIENT_TOOL_FIELDS[:3] if name in asked), None)
-    if refused is not None:
-        raise OpenAIRequestError(
-            400,
-            f"'{refused}' is not supported by chain {chain.name!r}: it brings its own tools and "
-            "output; the `model` chain takes a client's tools",
-            refused,
-        )
-    return None  # `parallel_tool_calls` alone changes nothing: ignored, as OpenAI ignores it
-
-
-def _param(loc: tuple[Any, ...]) -> str:
-    """A pydantic error location as OpenAI names a parameter: `tools[0].function.name`."""
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
-    return text
-
-
-KNOB_PARAMETERS = ("top_p", "seed", "stop", "frequency_penalty", "presence_penalty")
-"""Sampling parameters passed to a chain that declares a knob by that name; without one they
-are ignored, as the other `IGNORED` parameters are."""
-
-
-def _knob(chain: RegisteredChain, parameter: str, knob: str) -> None:
-    """A parameter that changes the answer is refused by a chain without the knob for it:
-    ignoring it would answer 200 with something the client did not ask for."""
-    if knob not in chain.configurable:
-        accepts = ", ".join(sorted(chain.configurable)) or "none"
-        raise OpenAIRequestError(
-            400,
-            f"chain {chain.name!r} has no {knob!r} knob, so `{parameter}` cannot be honoured; "
-            f"its knobs: {accepts}",
-            parameter,
-            code="unsupported_parameter",
-        )
-
-
 def _config(chain: RegisteredChain, body: ChatCompletionRequest, cap: int) -> dict[str, Any]:
-    """The request's `config`, plus the OpenAI knobs the chain has a slot for. `max_tokens`
-    above the server's cap is lowered to it (clients send generous defaults, and OpenAI
-    itself treats the field as a ceiling), not refused."""
-    config = dict(body.config or {})
-    knobs: dict[str, Any] = {}
-    if body.temperature is not None:
-        _knob(chain, "temperature", "temperature")
-        knobs["temperature"] = body.temperature
-    limit = body.max_completion_tokens or body.max_tokens
-    if limit is not None:
-        _knob(chain, "max_completion_tokens" if body.max_completion_tokens else "max_tokens",
-              "max_tokens")  # fmt: skip
-        knobs["max_tokens"] = min(limit, cap) if cap else limit
+    """The request's `config`, plus the OpenAI knobs the chain has a slot for."""
     extra = body.model_extra or {}
-    for parameter in KNOB_PARAMETERS:
-        if extra.get(parameter) is not None and parameter in chain.configurable:
-            knobs[parameter] = extra[parameter]
-    client_tools = _client_tools(chain, body)
-    if client_tools is not None:
-        knobs[CLIENT_TOOLS_KEY] = client_tools
-    if knobs:
-        config["configurable"] = {**(config.get("configurable") or {}), **knobs}
-    return with_thread(config, body.thread_id)  # type: ignore[no-any-return]
+    limit = body.max_completion_tokens or body.max_tokens
+    parameter = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
+    knobs = sampling_knobs(
+        chain,
+        temperature=body.temperature,
+        max_tokens=None if limit is None else (parameter, limit),
+        cap=cap,
+        extra=extra,
+    )
+    asked = {name: extra[name] for name in CLIENT_TOOL_FIELDS if extra.get(name) is not None}
+    tools = client_tools(chain, asked)
+    if tools is not None:
+        knobs[CLIENT_TOOLS_KEY] = tools
+    return with_thread(with_knobs(body.config, knobs), body.thread_id)  # type: ignore[no-any-return]
+
+
+def model_object(name: str) -> dict[str, Any]:
+    """A chain as OpenAI describes a model."""
+    return {"id": name, "object": "model", "created": 0, "owned_by": "chainserve"}
+
+
+def unknown_model(name: str) -> OpenAIRequestError:
+    """OpenAI's answer for a model it does not have, which its SDKs raise as `NotFoundError`."""
+    message = f"The model `{name}` does not exist; GET /v1/models lists the chains."
+    return OpenAIRequestError(404, message, "model", code="model_not_found")
 
 
 @router.get("/models")
 async def list_models(chains: ChainsDep) -> dict[str, Any]:
     """List the chains as OpenAI models."""
-    data = [
-        {"id": name, "object": "model", "created": 0, "owned_by": "chainserve"} for name in chains
-    ]
-    return {"object": "list", "data": data}
+    return {"object": "list", "data": [model_object(name) for name in chains]}
+
+
+@router.get("/models/{model_id}", responses=error_responses(404, openai=True))
+async def get_model(model_id: str, chains: ChainsDep) -> dict[str, Any]:
+    """Describe one chain as an OpenAI model."""
+    if model_id not in chains:
+        raise unknown_model(model_id)
+    return model_object(model_id)
 
 
 @router.post(
@@ -216,8 +173,7 @@ async def create_chat_completion(
     _reject_unsupported(body)
     chain = chains.get(body.model)
     if chain is None:
-        message = f"The model `{body.model}` does not exist; GET /v1/models lists the chains."
-        raise OpenAIRequestError(404, message, "model", code="model_not_found")
+        raise unknown_model(body.model)
     chain_input = _chain_input(chain, body.messages)
     config = _config(chain, body, settings.max_output_tokens)
     prepared = prepare_run(chain, chain_input, config, model, owner=caller.owner)

@@ -19,7 +19,7 @@ router = APIRouter(prefix="/runs", tags=["runs"], responses=error_responses(*REF
 RunId = Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,64}$", description="Run id (X-Run-Id).")]
 
 
-async def _record(runs: RunManager, run_id: str, caller: Caller) -> RunRecord:
+async def owned_run(runs: RunManager, run_id: str, caller: Caller) -> RunRecord:
     """The run, if it is the caller's: another key's run is as unknown as a missing one."""
     record = await runs.log.get(run_id)
     if record is None or not caller.sees(record.owner):
@@ -42,7 +42,7 @@ def _resume_point(header: str | None, query: int | None) -> int:
 @router.get("/{run_id}", responses=error_responses(404))
 async def get_run(run_id: RunId, runs: RunsDep, caller: CallerDep) -> dict[str, Any]:
     """Report a run's status, output so far, usage and timings."""
-    return (await _record(runs, run_id, caller)).public()
+    return (await owned_run(runs, run_id, caller)).public()
 
 
 @router.get(
@@ -64,7 +64,7 @@ async def join_run(
 ) -> Response:
     """Replay a run's events after Last-Event-ID, then follow it live to the end."""
     after = _resume_point(last_event_id_header, last_event_id)
-    record = await _record(runs, run_id, caller)
+    record = await owned_run(runs, run_id, caller)
     if record.status != "running" and after >= record.last_seq:
         return Response(status_code=204)
     try:
@@ -87,7 +87,7 @@ async def join_run(
 @router.post("/{run_id}/cancel", responses=error_responses(404, 409, 504))
 async def cancel_run(run_id: RunId, runs: RunsDep, caller: CallerDep) -> Any:
     """Cancel a running run (on whichever worker runs it); partial output and usage are kept."""
-    record = await _record(runs, run_id, caller)
+    record = await owned_run(runs, run_id, caller)
     if record.status != "running":
         raise HTTPException(409, f"run {run_id!r} already ended ({record.status})")
     stopped = await runs.cancel(run_id) or record

@@ -1,18 +1,22 @@
-"""The Vercel AI SDK endpoint: `useChat` posts UI messages, gets a UI message stream back."""
+"""The Vercel AI SDK endpoint: `useChat` posts UI messages, gets a UI message stream back,
+and, with `resume: true`, rejoins the chat's running answer after a reload or a dropped
+connection (`GET .../ui/{chat_id}/stream`)."""
 
+import hashlib
+import json
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Path, Response
 from fastapi.exceptions import RequestValidationError
 from langchain_core.messages import BaseMessage
 from pydantic import BaseModel, ConfigDict, Field
 
 from chainserve.api.access.input_limit import check_run_input
-from chainserve.api.access.ownership import CallerDep
+from chainserve.api.access.ownership import Caller, CallerDep
 from chainserve.api.deps import ChainDep, ModelInfoDep, RunsDep, SettingsDep, ThreadsDep
 from chainserve.api.errors.responses import REFUSALS, error_responses
 from chainserve.api.protocols.ui_message import UIMessageProtocol
-from chainserve.api.routes.chains import STREAM_RESPONSES
+from chainserve.api.routes.chains import SSE_RESPONSE, STREAM_RESPONSES
 from chainserve.api.runs.calls import start_stream
 from chainserve.api.runs.event_stream import RunEventStream
 from chainserve.api.runs.request import OnDisconnect, check_thread, prepare_run, with_thread
@@ -44,6 +48,13 @@ class UIChatRequest(BaseModel):
     on_disconnect: OnDisconnect = "cancel"
 
 
+def _chat_key(caller: Caller, chain: str, chat_id: str) -> str:
+    """Where a chat's latest run is noted: per key, so another key's chat of the same id is
+    neither found nor overwritten; hashed, because the id is whatever the client sent."""
+    named = json.dumps([caller.owner, chain, chat_id]).encode()
+    return f"ui-chat:{hashlib.sha256(named).hexdigest()}"
+
+
 def _as_langchain(messages: list[UIMessage]) -> list[BaseMessage]:
     converted = []
     for message in messages:
@@ -73,6 +84,44 @@ async def stream_ui_messages(
     prepared = prepare_run(chain, chain_input, config, model, owner=caller.owner)
     await check_thread(threads, prepared.config, caller)
     await check_run_input(settings, chain, prepared)
+    if body.id:
+        # Before the run starts: a run must never be left going with no response to end it.
+        await runs.log.remember_latest(_chat_key(caller, chain.name, body.id), prepared.run.run_id)
     return await start_stream(
         runs, settings, chain, prepared, body.on_disconnect, UIMessageProtocol()
+    )
+
+
+@router.get(
+    "/{name}/ui/{chat_id}/stream",
+    response_class=Response,
+    responses={
+        **SSE_RESPONSE,
+        204: {"description": "The chat has no running answer."},
+        **error_responses(404, 503),
+    },
+)
+async def resume_ui_messages(
+    chat_id: Annotated[str, Path(description="The chat id useChat sent with its messages.")],
+    chain: ChainDep,
+    settings: SettingsDep,
+    runs: RunsDep,
+    caller: CallerDep,
+) -> Response:
+    """Rejoin a chat's running answer from its start, for useChat's `resume: true`."""
+    run_id = await runs.log.latest(_chat_key(caller, chain.name, chat_id))
+    record = await runs.log.get(run_id) if run_id is not None else None
+    if record is None or record.status != "running" or not caller.sees(record.owner):
+        # 204 is how the AI SDK's transport learns there is nothing to resume; an answer that
+        # already ended was the client's to keep (or is in the thread, or `GET /runs/{id}`).
+        return Response(status_code=204)
+    # From the first event: the AI SDK replays a resumed stream into a fresh message. Joining
+    # never cancels; only the request that started the run decides that.
+    return RunEventStream(
+        runs.log,
+        record.run_id,
+        keepalive_seconds=settings.keepalive_seconds,
+        protocol=UIMessageProtocol(),
+        send_timeout=settings.send_timeout_seconds,
+        drain=runs.drain,
     )

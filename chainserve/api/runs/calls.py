@@ -36,6 +36,7 @@ async def start_stream(
         protocol=protocol,
         send_timeout=settings.send_timeout_seconds,
         drain=runs.drain,
+        retrying_until=lambda: prepared.run.retry_until,
     )
 
 

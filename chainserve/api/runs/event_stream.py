@@ -4,8 +4,9 @@ Deliberate divergences from FastAPI's generator-based SSE routes (`response_clas
 EventSourceResponse` with `yield`), each because the chainserve contract needs it:
 - It reads a run log rather than iterating the chain, so the run can outlive the
   connection (`on_disconnect: continue`) and another connection can join it.
-- Headers are held until the first chunk (up to a cap) so a run that fails before
-  producing anything is a real HTTP error (429/502/503/504), not a 200 with an error event.
+- Headers are held until the model's first output (up to a cap, extended while the model
+  request waits to be retried) so a run that fails before producing anything is a real HTTP
+  error (429/502/503/504), not a 200 with an error event.
 - The client's `http.disconnect` is watched from the start, including while headers are
   held and while the model is silent, so a hang-up cancels the run at once instead of at
   the next write.
@@ -14,6 +15,7 @@ Framing is pluggable (`api/protocols/`): chainserve's own events, OpenAI chunks,
 AI SDK's UI message stream, all from the same run.
 """
 
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -37,6 +39,20 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 OnHangUp = Callable[[], Awaitable[object]]
 
+OUTPUT_EVENTS = frozenset(
+    {"data", "object", "tool_call_delta", "tool_call", "reasoning", "tool_result", "end", "error"}
+)
+"""What ends the header hold: the model's output, or the run's end. `metadata`, an agent's
+`step` and a chain's own events (`rag`'s `sources`) come before the model is called, and a
+failure of that call must still be an HTTP error."""
+PRODUCED_EVENTS = OUTPUT_EVENTS - {"end", "error"}
+
+
+def with_retry_hint(frame: bytes, milliseconds: int) -> bytes:
+    """`frame` with an SSE `retry:` field inside its last event (before the blank line)."""
+    retry = f"retry: {milliseconds}\n".encode()
+    return frame[:-1] + retry + b"\n" if frame.endswith(b"\n\n") else frame + retry + b"\n"
+
 
 class RunEventStream(EventSourceResponse):
     """Streams a run's events after `after` until its `end` or `error` event."""
@@ -53,6 +69,7 @@ class RunEventStream(EventSourceResponse):
         protocol: WireProtocol | None = None,
         send_timeout: float | None = None,
         drain: Drain | None = None,
+        retrying_until: Callable[[], float] | None = None,
     ) -> None:
         self._protocol = protocol or NativeProtocol()
         headers = {**SSE_HEADERS, **self._protocol.headers, "X-Run-Id": run_id}
@@ -65,6 +82,8 @@ class RunEventStream(EventSourceResponse):
         self._on_hang_up = on_hang_up
         self._send_timeout = send_timeout
         self._drain = drain
+        self._retrying_until = retrying_until
+        """When the run's model request will next be tried (`time.monotonic()`), 0 if none."""
         self._started = False
         self._last = after
 
@@ -129,9 +148,7 @@ class RunEventStream(EventSourceResponse):
         # The id of the last event delivered, not the next one's: a client that resumes with it
         # (as the retry hint invites) gets the run's next real event, none skipped.
         frame = self._protocol.frame(RunEvent(self._last, "error", to_json(error)))
-        # The reconnection hint goes inside the error event itself (before its blank line).
-        retry = f"retry: {RETRY_AFTER_MS}\n".encode()
-        frame = frame[:-1] + retry + b"\n" if frame.endswith(b"\n\n") else frame + retry + b"\n"
+        frame = with_retry_hint(frame, RETRY_AFTER_MS)
         await send({"type": "http.response.body", "body": frame, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -164,10 +181,14 @@ class RunEventStream(EventSourceResponse):
                     logger.warning("run %s: hang-up not recorded: %s", self._run_id, exc)
 
     async def _held(self) -> list[RunEvent]:
-        """Events up to the first one past `metadata`, or whatever came within the hold cap."""
+        """Events up to the model's first output, or whatever came within the hold cap. A
+        retry the model request waits for (a 429's `Retry-After`) extends the hold, so its
+        final failure is still the HTTP status the SDKs back off on."""
         deadline = time.monotonic() + self._hold
         events = await self._log.read(self._run_id, self._after, 0)
-        while not any(e.event != "metadata" for e in events):
+        while not any(e.event in OUTPUT_EVENTS for e in events):
+            if self._retrying_until is not None:
+                deadline = max(deadline, self._retrying_until() + self._hold)
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -190,7 +211,7 @@ class RunEventStream(EventSourceResponse):
         while True:
             # Everything that arrived since the last wake-up goes out in one write: under load
             # that is several events per syscall; when idle it is still one event per write.
-            batch = [self._protocol.frame(event) for event in events]
+            batch = [self._frame(event) for event in events]
             finished = bool(events) and events[-1].event in TERMINAL_EVENTS
             if batch:
                 last = events[-1].seq
@@ -216,6 +237,16 @@ class RunEventStream(EventSourceResponse):
                 # records it as failed), so this stream ends instead of waiting out the TTL.
                 await self._log.get(self._run_id)
 
+    def _frame(self, event: RunEvent) -> bytes:
+        """An event in the protocol's framing; an error that says when to retry also sets
+        the SSE reconnection time, which `EventSource` clients honour by themselves."""
+        frame = self._protocol.frame(event)
+        if event.event == "error" and '"retry_after"' in event.data:
+            seconds = json.loads(event.data).get("retry_after")
+            if isinstance(seconds, int) and frame:
+                frame = with_retry_hint(frame, seconds * 1000)
+        return frame
+
     def _lagged(self, last: int) -> RunEvent:
         """This reader fell out of the run log's window: say so instead of skipping events."""
         error = {
@@ -232,7 +263,9 @@ class RunEventStream(EventSourceResponse):
         """A run that failed before any output is answered with its HTTP error, not a 200."""
         if self._hold <= 0:
             return False  # a join replays what happened, failures included
-        if not any(e.event == "error" for e in events) or any(e.event == "data" for e in events):
+        if not any(e.event == "error" for e in events) or any(
+            e.event in PRODUCED_EVENTS for e in events
+        ):
             return False
         record = await self._log.get(self._run_id)
         if record is None or record.http_status is None or record.error is None:

@@ -76,6 +76,13 @@ class RunLog(Protocol):
         unknown or expired.
         """
 
+    async def remember_latest(self, key: str, run_id: str) -> None:
+        """Note `run_id` as the latest run of `key` (an AI SDK chat), for as long as runs are
+        kept, so any worker can find the run when the chat's page comes back."""
+
+    async def latest(self, key: str) -> str | None:
+        """The run last noted for `key`, unless that note expired."""
+
     async def publish_cancel(self, run_id: str) -> None:
         """Ask whichever worker runs `run_id` to cancel it."""
 

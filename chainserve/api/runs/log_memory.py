@@ -39,6 +39,8 @@ class MemoryRunLog:
         self._max_events = max_events
         self._max_runs = max_runs
         self._runs: OrderedDict[str, _Entry] = OrderedDict()
+        self._latest: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        """key → (run id, expiry), bounded like the runs it points at."""
 
     def _entry(self, run_id: str) -> _Entry:
         entry = self._runs.get(run_id)
@@ -104,6 +106,19 @@ class MemoryRunLog:
             raise RunGone(run_id)
         return events
 
+    async def remember_latest(self, key: str, run_id: str) -> None:
+        self._latest[key] = (run_id, time.monotonic() + self._ttl)
+        self._latest.move_to_end(key)
+        while len(self._latest) > self._max_runs:
+            self._latest.popitem(last=False)
+
+    async def latest(self, key: str) -> str | None:
+        run_id, expires_at = self._latest.get(key, (None, 0.0))
+        if run_id is None or expires_at < time.monotonic():
+            self._latest.pop(key, None)
+            return None
+        return run_id
+
     def holds(self, run_id: str) -> bool:
         """Whether the run is here (and not expired)."""
         entry = self._runs.get(run_id)
@@ -122,3 +137,4 @@ class MemoryRunLog:
 
     async def aclose(self) -> None:
         self._runs.clear()
+        self._latest.clear()

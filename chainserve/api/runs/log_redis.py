@@ -37,6 +37,7 @@ from chainserve.chains.redis_connect import blocking_slice, redis_client
 logger = logging.getLogger("chainserve.runs")
 
 PREFIX = "chainserve:run:"
+LATEST_PREFIX = "chainserve:run-latest:"
 CANCEL_CHANNEL = "chainserve:run-cancel"
 DEFAULT_FLUSH_INTERVAL = 0.005
 
@@ -227,6 +228,15 @@ class RedisRunLog:
                 return found[0][1]
             if time.monotonic() >= deadline:
                 return []
+
+    async def remember_latest(self, key: str, run_id: str) -> None:
+        # In Redis only, never in this worker's memory: the chat's page may come back to
+        # any worker.
+        await self._redis.set(f"{LATEST_PREFIX}{key}", run_id, ex=self._ttl)
+
+    async def latest(self, key: str) -> str | None:
+        run_id: Any = await self._redis.get(f"{LATEST_PREFIX}{key}")
+        return None if run_id is None else str(run_id)
 
     async def publish_cancel(self, run_id: str) -> None:
         await self._redis.publish(CANCEL_CHANNEL, run_id)

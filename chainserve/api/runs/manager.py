@@ -17,6 +17,7 @@ from chainserve.api.runs.encoding import to_json, to_jsonable
 from chainserve.api.runs.log import RunLog, RunRecord
 from chainserve.api.runs.run import Run
 from chainserve.api.runs.shutdown import Drain
+from chainserve.chains.models.retry_notice import RETRY_LISTENER
 from chainserve.chains.output_events import EventChunk
 
 logger = logging.getLogger("chainserve.runs")
@@ -90,6 +91,7 @@ class RunManager:
                 await asyncio.sleep(0)
 
     async def _execute(self, run: Run, chunks: AsyncIterator[Any]) -> None:
+        RETRY_LISTENER.set(run.note_retry)  # this task's own context: this run's retries only
         deadline = asyncio.timeout(self.run_timeout)
         try:
             async with deadline:

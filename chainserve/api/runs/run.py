@@ -112,6 +112,8 @@ class Run:
     streamed: bool = True
     """False for a run answered in one piece: its "first token" is its whole answer."""
     error_code: str | None = None
+    retry_until: float = 0.0
+    """When the model request that failed will be sent again (`time.monotonic()`); 0: none."""
     observer: RequestObservation | None = field(default_factory=OBSERVING.get, repr=False)
     """The metrics of the request that started the run (None outside a request)."""
 
@@ -123,6 +125,9 @@ class Run:
     def model_called(self) -> str:
         """The model the run's last model call named, else the one the chain was said to use."""
         return self.stats.called_model or self.model_name
+
+    def note_retry(self, when: float) -> None:
+        self.retry_until = when
 
     def mark_chunk(self) -> None:
         self.chunks += 1

@@ -24,6 +24,7 @@ import httpx2
 import openai
 from openai._models import FinalRequestOptions
 
+from chainserve.chains.models.retry_notice import announce_retry
 from chainserve.chains.models.upstream_client import (
     UpstreamClient,
     UpstreamError,
@@ -131,4 +132,5 @@ async def back_off(
 ) -> None:
     delay = client._calculate_retry_timeout(remaining, _OPTIONS, headers)
     logger.info("retrying the model request in %.2fs (%s)", delay, why)
+    announce_retry(delay)
     await asyncio.sleep(delay)

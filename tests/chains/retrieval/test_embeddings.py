@@ -208,7 +208,7 @@ def test_build_embeddings_is_local_without_key_or_base_url() -> None:
 def test_build_embeddings_with_a_key_makes_no_request(upstream: MockUpstream) -> None:
     embeddings, embedder = build_embeddings("sk-test", upstream.base_url, "text-embedding-3-small")
     assert not isinstance(embeddings, LocalE5Embeddings)
-    assert embedder == "openai/text-embedding-3-small"
+    assert embedder == f"openai/text-embedding-3-small@{upstream.base_url}"
     assert upstream.requests == []
 
 
@@ -230,6 +230,7 @@ def test_openai_path_sends_raw_strings_to_base_url_only(
     )
     assert second.json["input"] == ["a question"]
     assert first.headers["authorization"] == "Bearer not-needed"
+    assert "input_type" not in first.json  # OpenAI itself refuses fields it does not know
     assert loopback_only  # the guard saw the client connect
     assert all(a[0] in LOOPBACK for a in loopback_only if isinstance(a, tuple))
 
@@ -248,4 +249,4 @@ async def test_openai_path_async_uses_the_given_http_client(
     assert query == embedding_for("gamma")
     assert [r.json["input"] for r in upstream.requests] == [["alpha", "beta"], ["gamma"]]
     assert upstream.requests[0].headers["authorization"] == "Bearer sk-test"
-    assert embedder == "openai/embed-test"
+    assert embedder == f"openai/embed-test@{upstream.base_url}"
