@@ -1,7 +1,7 @@
 """Turn failures into the typed errors users see: a code, a clear message, never a secret."""
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import httpx
@@ -165,8 +165,30 @@ def _causes(exc: BaseException) -> list[BaseException]:
     return chain
 
 
+def _embedding_request(exc: BaseException) -> bool:
+    """Whether the failed request was for embeddings (a retrieval step), not the chat model:
+    with an embeddings server of its own, "the model provider" would point at the wrong one."""
+    for cause in _causes(exc):
+        try:  # httpx's `request` raises when it was never set
+            request = getattr(cause, "request", None)
+        except RuntimeError:
+            continue
+        url = getattr(request, "url", None)
+        if url is not None and str(getattr(url, "path", "")).endswith("/embeddings"):
+            return True
+    return False
+
+
 def classify(exc: BaseException) -> ChainError:
     """Map an exception raised by a chain to what the client is told."""
+    error = _classify(exc)
+    if error.code.startswith("upstream_") and _embedding_request(exc):
+        message = error.message.replace("model provider", "embeddings provider")
+        return replace(error, message=message)
+    return error
+
+
+def _classify(exc: BaseException) -> ChainError:
     if any(isinstance(cause, STORE_ERRORS) for cause in _causes(exc)):
         return ChainError(
             503,

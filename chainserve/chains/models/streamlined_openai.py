@@ -37,6 +37,11 @@ from chainserve.chains.models.output_cap import (
     trimmed_chunk,
     trimmed_generation,
 )
+from chainserve.chains.models.stream_options import (
+    drop_stream_options,
+    refuses_stream_options,
+    takes_stream_options,
+)
 from chainserve.chains.models.text_lane import stream_text
 from chainserve.chains.models.upstream_client import UpstreamClient
 from chainserve.chains.models.upstream_openai import WireStream, back_off, open_stream
@@ -72,6 +77,7 @@ class StreamlinedChatOpenAI(ChatOpenAI):
     _wire_url_cache: tuple[str | None] | None = PrivateAttr(default=None)
     _params_cache: dict[str, Any] | None = PrivateAttr(default=None)
     _ls_params_cache: dict[str, Any] | None = PrivateAttr(default=None)
+    _refusing_here: set[str] = PrivateAttr(default_factory=set)
 
     def model_copy(
         self, *, update: Mapping[str, Any] | None = None, deep: bool = False
@@ -96,7 +102,7 @@ class StreamlinedChatOpenAI(ChatOpenAI):
         request = dict(kwargs)
         request["stream"] = True
         stream_usage = self._should_stream_usage(request.pop("stream_usage", None), **request)
-        if stream_usage:
+        if stream_usage and takes_stream_options(self._refusing(), self._upstream_key()):
             request["stream_options"] = {"include_usage": stream_usage}
         payload = self._get_request_payload(messages, stop=stop, **request)
         limits = [key for key in ("max_completion_tokens", "max_tokens") if key in payload]
@@ -202,7 +208,34 @@ class StreamlinedChatOpenAI(ChatOpenAI):
             self._ls_params_cache = dict(self._get_ls_params_with_defaults(stop=None))
         return dict(self._ls_params_cache)
 
+    def _upstream_key(self) -> str:
+        return str(self.root_async_client.base_url)
+
+    def _refusing(self) -> set[str]:
+        """Base URLs known to refuse `stream_options`: the app's pool keeps them for every
+        model it serves; a model without one keeps its own."""
+        if self.upstream_client is not None:
+            return self.upstream_client.refusing_stream_options
+        return self._refusing_here
+
     async def _chunk_dicts(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """The provider's chunks; sent again once without `stream_options` if the provider
+        refuses that field (`chains/models/stream_options.py`)."""
+        try:
+            async with contextlib.aclosing(self._chunk_dicts_retried(payload)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        except openai.APIStatusError as exc:
+            if "stream_options" not in payload or not refuses_stream_options(exc):
+                raise
+            # Refused at the opening, so nothing was yielded: the same request, without it.
+            drop_stream_options(self._refusing(), self._upstream_key())
+            without = {k: v for k, v in payload.items() if k != "stream_options"}
+            async with contextlib.aclosing(self._chunk_dicts_retried(without)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+
+    async def _chunk_dicts_retried(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """The provider's chunks as dicts, through the lean client or the SDK's.
 
         A stream that breaks or times out before its first chunk is sent again (up to the

@@ -275,6 +275,8 @@ class UpstreamClient:
         self.max_idle_per_origin = max_idle_per_origin
         self._ssl_context_factory = ssl_context_factory
         self._idle: dict[Origin, list[_Connection]] = {}
+        self.refusing_stream_options: set[str] = set()
+        """Base URLs whose server refused `stream_options` (`chains/models/stream_options.py`)."""
         self._ssl: ssl.SSLContext | None = None
         self._closed = False
 
