@@ -83,10 +83,25 @@ def input_from_messages(spec: ChainSpec, messages: list[BaseMessage]) -> dict[st
     required = [name for name, info in fields.items() if info.is_required()]
     if len(required) != 1:
         raise ValueError(f"chain {spec.name!r} cannot take a chat transcript as input")
-    last_user = next((m for m in reversed(messages) if m.type == "human"), None)
-    if last_user is None:
+    last = next((i for i in reversed(range(len(messages))) if messages[i].type == "human"), None)
+    if last is None:
         raise ValueError("the messages need at least one user message")
-    return {required[0]: last_user.text}
+    _text_only(spec, messages[last], last)
+    return {required[0]: messages[last].text}
+
+
+def _text_only(spec: ChainSpec, message: BaseMessage, index: int) -> None:
+    """A chain that takes a text field gets the message's text: a part that is not text (an
+    image) would never reach its model, so it is refused by name rather than dropped."""
+    if isinstance(message.content, str):
+        return
+    for position, part in enumerate(message.content):
+        kind = part.get("type") if isinstance(part, dict) else "text"
+        if kind != "text":
+            raise ValueError(
+                f"messages[{index}].content[{position}] is a {kind!r} part, but chain "
+                f"{spec.name!r} takes text only; send it to a chain that takes messages"
+            )
 
 
 def discover_specs() -> list[ChainSpec]:

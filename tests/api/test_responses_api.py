@@ -161,6 +161,7 @@ def test_previous_response_id_continues_the_conversation(
 def test_a_conversation_that_cannot_be_continued_is_refused(
     offline_server: LiveServer, kwargs: dict[str, Any], status: int, param: str
 ) -> None:
+    kwargs = dict(kwargs)
     with _client(offline_server) as client:
         if kwargs.get("previous_response_id") == "from-setup":
             kwargs["previous_response_id"] = client.responses.create(model="chat", input="a").id

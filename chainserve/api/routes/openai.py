@@ -37,7 +37,7 @@ router = APIRouter(prefix="/v1", tags=["openai"], responses=error_responses(*REF
 IGNORED = frozenset(
     {
         "user", "metadata", "store", "seed", "top_p",
-        "frequency_penalty", "presence_penalty", "stop", "logit_bias", "service_tier",
+        "frequency_penalty", "presence_penalty", "logit_bias", "service_tier",
         "parallel_tool_calls", "prediction", "reasoning_effort", "verbosity",
         "prompt_cache_key", "safety_identifier",
     }
@@ -63,6 +63,9 @@ class ChatCompletionRequest(BaseModel):
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     n: int | None = Field(None, ge=1)
+    stop: str | Annotated[list[Annotated[str, Field(min_length=1)]], Field(max_length=4)] | None = (
+        Field(None, description="Up to 4 sequences; the answer ends before the first.")
+    )
     thread_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     config: dict[str, Any] | None = None
     on_disconnect: OnDisconnect = "cancel"
@@ -115,11 +118,20 @@ def _config(chain: RegisteredChain, body: ChatCompletionRequest, cap: int) -> di
         cap=cap,
         extra=extra,
     )
+    if body.stop and "stop" in chain.configurable:  # the model stops too: no tokens wasted
+        knobs["stop"] = body.stop
     asked = {name: extra[name] for name in CLIENT_TOOL_FIELDS if extra.get(name) is not None}
     tools = client_tools(chain, asked)
     if tools is not None:
         knobs[CLIENT_TOOLS_KEY] = tools
     return with_thread(with_knobs(body.config, knobs), body.thread_id)  # type: ignore[no-any-return]
+
+
+def _stops(body: ChatCompletionRequest) -> list[str]:
+    """The request's stop sequences, enforced on any chain's output (`runs/stop_sequences.py`)."""
+    if not body.stop:
+        return []
+    return [body.stop] if isinstance(body.stop, str) else body.stop
 
 
 def model_object(name: str) -> dict[str, Any]:
@@ -183,7 +195,9 @@ async def create_chat_completion(
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         protocol = OpenAIChatProtocol(completion_id, body.model, created, include_usage)
-        return await start_stream(runs, settings, chain, prepared, body.on_disconnect, protocol)
+        return await start_stream(
+            runs, settings, chain, prepared, body.on_disconnect, protocol, _stops(body)
+        )
     return await _complete(request, chain, prepared, body, completion_id, created)
 
 
@@ -197,7 +211,7 @@ async def _complete(
 ) -> Response:
     run = prepared.run
     headers = {"X-Run-Id": run.run_id}
-    result = await invoke(request.receive, chain, prepared, body.on_disconnect)
+    result = await invoke(request.receive, chain, prepared, body.on_disconnect, _stops(body))
     if result is None:
         return Response(status_code=499)
     if isinstance(result, Failed):

@@ -43,7 +43,16 @@ from chainserve.api.runs.disconnect import cancel_on_disconnect
 from chainserve.api.runs.event_stream import RunEventStream
 from chainserve.api.runs.log import TERMINAL_EVENTS, RunGone, RunLog, RunRecord
 from chainserve.api.runs.manager import CANCEL_WAIT_SECONDS, RunManager
-from chainserve.api.runs.request import OnDisconnect, check_thread, prepare_run, with_thread
+from chainserve.api.runs.request import (
+    OnDisconnect,
+    PreparedRun,
+    check_thread,
+    prepare_run,
+    with_thread,
+)
+from chainserve.api.settings import Settings
+from chainserve.chains import ModelInfo, RegisteredChain
+from chainserve.chains.history import ThreadStore
 
 router = APIRouter(prefix="/v1", tags=["openai"], responses=error_responses(*REFUSALS, openai=True))
 
@@ -75,11 +84,37 @@ async def create_response(
     chain = chains.get(body.model)
     if chain is None:
         raise unknown_model(body.model)
+    prepared, head = await _prepare(chain, body, settings, model, threads, runs, caller)
+    run = prepared.run
+    if body.stream:
+        fold = ResponseFold(head)  # `head` is the fold's own: the time set below reaches it
+        on_disconnect: OnDisconnect = "continue" if body.background else "cancel"
+        protocol = OpenAIResponsesProtocol(fold)
+        stream = await start_stream(runs, settings, chain, prepared, on_disconnect, protocol)
+        head["created_at"] = int((await _started(runs.log, run.run_id)).created_at)
+        return stream
+    await runs.start(run, chain.runnable.astream(prepared.input, prepared.config))
+    record = await _started(runs.log, run.run_id)
+    head["created_at"] = int(record.created_at)
+    if body.background:
+        response = await current_response(runs.log, record, head)
+        return JSONResponse(response, headers={"X-Run-Id": run.run_id})
+    return await _await_response(request, runs, run.run_id, head, settings.keepalive_seconds)
+
+
+async def _prepare(
+    chain: RegisteredChain,
+    body: ResponseRequest,
+    settings: Settings,
+    model: ModelInfo,
+    threads: ThreadStore,
+    runs: RunManager,
+    caller: Caller,
+) -> tuple[PreparedRun, dict[str, Any]]:
+    """The checked run, in its conversation's thread, and the response's head."""
     messages = input_messages(body)
-    given, config = (
-        chain_input(chain, messages),
-        response_config(chain, body, settings.max_output_tokens),
-    )
+    given = chain_input(chain, messages)
+    config = response_config(chain, body, settings.max_output_tokens)
     thread_id = await previous_thread(runs.log, threads, caller, chain, body)
     prepared = prepare_run(chain, given, with_thread(config, thread_id), model, owner=caller.owner)
     await check_thread(threads, prepared.config, caller)
@@ -88,33 +123,24 @@ async def create_response(
     )
     if starts_thread(chain, body):  # only once the request is known to be good
         thread_id = await start_thread(threads, caller)
-        prepared = prepare_run(
-            chain, given, with_thread(config, thread_id), model, owner=caller.owner
-        )
-    run = prepared.run
-    response_id = response_id_of(run.run_id) if body.store else unstored_response_id()
+        config = with_thread(config, thread_id)
+        prepared = prepare_run(chain, given, config, model, owner=caller.owner)
+    response_id = response_id_of(prepared.run.run_id) if body.store else unstored_response_id()
     if thread_id is not None:
         mark_turn(messages, response_id)
-    head = response_head(response_id, 0, body.model, body.echo())
-    if body.stream:
-        fold = ResponseFold(head)
-        on_disconnect: OnDisconnect = "continue" if body.background else "cancel"
-        protocol = OpenAIResponsesProtocol(fold)
-        stream = await start_stream(runs, settings, chain, prepared, on_disconnect, protocol)
-        head["created_at"] = await _created_at(runs.log, run.run_id)
-        return stream
-    await runs.start(run, chain.runnable.astream(prepared.input, prepared.config))
-    head["created_at"] = await _created_at(runs.log, run.run_id)
-    headers = {"X-Run-Id": run.run_id}
-    record = await runs.log.get(run.run_id)
-    if body.background:
-        assert record is not None  # just created
-        return JSONResponse(await current_response(runs.log, record, head), headers=headers)
+    return prepared, response_head(response_id, 0, body.model, body.echo())
+
+
+async def _await_response(
+    request: Request, runs: RunManager, run_id: str, head: dict[str, Any], wait: float
+) -> Response:
+    """The response once its run has ended; its HTTP error when it failed, as OpenAI answers."""
+    headers = {"X-Run-Id": run_id}
     fold = ResponseFold(head)
-    follow = partial(_await_run, runs.log, run.run_id, fold, settings.keepalive_seconds)
+    follow = partial(_await_run, runs.log, run_id, fold, wait)
     finished = await cancel_on_disconnect(request.receive, follow)
     if finished is None:
-        await runs.cancel(run.run_id)
+        await runs.cancel(run_id)
         return Response(status_code=499)
     response = fold.response() if fold.ended else from_record(ResponseFold(head), finished)
     if response["status"] == "failed":
@@ -125,11 +151,11 @@ async def create_response(
     return JSONResponse(response, headers=headers)
 
 
-async def _created_at(log: RunLog, run_id: str) -> int:
-    """When the run log says the run began: the one time every read of the response shows."""
+async def _started(log: RunLog, run_id: str) -> RunRecord:
+    """A run just started: its record holds the time every read of the response shows."""
     record = await log.get(run_id)
     assert record is not None  # just created
-    return int(record.created_at)
+    return record
 
 
 async def _await_run(log: RunLog, run_id: str, fold: ResponseFold, wait: float) -> RunRecord:

@@ -1,5 +1,6 @@
 """Start a run and hand back its stream, or run it to completion: shared by every protocol."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -12,6 +13,7 @@ from chainserve.api.runs.disconnect import cancel_on_disconnect
 from chainserve.api.runs.event_stream import RunEventStream
 from chainserve.api.runs.manager import RunManager
 from chainserve.api.runs.request import OnDisconnect, PreparedRun
+from chainserve.api.runs.stop_sequences import cut_output, stop_at
 from chainserve.api.settings import Settings
 from chainserve.chains import RegisteredChain
 
@@ -23,10 +25,13 @@ async def start_stream(
     prepared: PreparedRun,
     on_disconnect: OnDisconnect,
     protocol: WireProtocol | None = None,
+    stop: Sequence[str] = (),
 ) -> RunEventStream:
-    """Start `prepared` as a logged run and return the response that streams it."""
+    """Start `prepared` as a logged run and return the response that streams it; its text
+    ends before the first of `stop`, if any."""
     run_id = prepared.run.run_id
-    await runs.start(prepared.run, chain.runnable.astream(prepared.input, prepared.config))
+    chunks = chain.runnable.astream(prepared.input, prepared.config)
+    await runs.start(prepared.run, stop_at(chunks, stop) if stop else chunks)
     return RunEventStream(
         runs.log,
         run_id,
@@ -50,18 +55,23 @@ class Failed:
     error: ChainError
 
 
-async def _ainvoke(chain: RegisteredChain, prepared: PreparedRun) -> Completed:
+async def _ainvoke(chain: RegisteredChain, prepared: PreparedRun, stop: Sequence[str]) -> Completed:
     # Wrapped so a chain whose output is legitimately `None` is not mistaken for a cancel.
-    return Completed(await chain.runnable.ainvoke(prepared.input, prepared.config))
+    output = await chain.runnable.ainvoke(prepared.input, prepared.config)
+    return Completed(cut_output(output, stop) if stop else output)
 
 
 async def invoke(
-    receive: Receive, chain: RegisteredChain, prepared: PreparedRun, on_disconnect: OnDisconnect
+    receive: Receive,
+    chain: RegisteredChain,
+    prepared: PreparedRun,
+    on_disconnect: OnDisconnect,
+    stop: Sequence[str] = (),
 ) -> Completed | Failed | None:
     """Run to completion; `None` when the client hung up first and the run was cancelled."""
     run = prepared.run
     run.streamed = False
-    work = partial(_ainvoke, chain, prepared)
+    work = partial(_ainvoke, chain, prepared, stop)
     try:
         done = await (
             work() if on_disconnect == "continue" else cancel_on_disconnect(receive, work)

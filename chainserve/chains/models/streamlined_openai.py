@@ -235,7 +235,7 @@ class StreamlinedChatOpenAI(ChatOpenAI):
                 async for chunk in chunks:
                     yield chunk
 
-    async def _chunk_dicts_retried(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def _chunk_dicts_retried(self, payload: dict[str, Any]) -> AsyncGenerator[dict[str, Any]]:
         """The provider's chunks as dicts, through the lean client or the SDK's.
 
         A stream that breaks or times out before its first chunk is sent again (up to the
