@@ -456,3 +456,15 @@ def test_the_node_openai_sdk_reads_a_streamed_and_a_whole_response(
     assert result["streamed"].startswith("[offline model]")
     assert result["types"][0] == "response.created"
     assert result["types"][-1] == "response.completed"
+
+
+def test_an_input_image_reaches_the_model_of_a_chain_that_takes_messages(
+    openai_server: LiveServer, upstream: MockUpstream
+) -> None:
+    image = "data:image/png;base64,iVBORw0KGgo="
+    content = [{"type": "input_text", "text": "what is this?"},
+               {"type": "input_image", "image_url": image}]  # fmt: skip
+    with _client(openai_server) as client:
+        client.responses.create(model="chat", input=[{"role": "user", "content": content}])
+    sent = upstream.last_request.json["messages"][-1]["content"]
+    assert {"type": "image_url", "image_url": {"url": image, "detail": "auto"}} in sent

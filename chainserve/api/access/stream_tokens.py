@@ -61,9 +61,16 @@ class StreamTokens:
         # would let a weak key be guessed offline. Sealed with the secret, it can't.
         return _b64(hmac.new(self._secret, key_id.encode(), hashlib.sha256).digest()[:12])
 
-    def issue(self, name: str, key_id: str | None, kind: TokenKind = "chain") -> IssuedToken:
-        """A token for the stream of the chain or run `name`, acting as `key_id`."""
-        expires_at = int(self._clock()) + self.ttl_seconds
+    def issue(
+        self,
+        name: str,
+        key_id: str | None,
+        kind: TokenKind = "chain",
+        ttl_seconds: int | None = None,
+    ) -> IssuedToken:
+        """A token for the stream of the chain or run `name`, acting as `key_id`, good for
+        `ttl_seconds` (by default the configured lifetime)."""
+        expires_at = int(self._clock()) + (ttl_seconds or self.ttl_seconds)
         sealed = self._seal(key_id) if key_id is not None else None
         body = {kind: name, "kid": sealed, "exp": expires_at}
         payload = _b64(json.dumps(body, separators=(",", ":")).encode())

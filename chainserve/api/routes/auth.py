@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from chainserve.api.access.ownership import CallerDep
 from chainserve.api.access.stream_tokens import IssuedToken, StreamTokens
-from chainserve.api.deps import ChainsDep, RunsDep
+from chainserve.api.deps import ChainsDep, RunsDep, SettingsDep
 from chainserve.api.errors.responses import REFUSALS, error_responses
 from chainserve.api.request_state import KEY_ID
 from chainserve.api.routes.runs import owned_run
@@ -49,6 +49,7 @@ async def issue_stream_token(
     chains: ChainsDep,
     runs: RunsDep,
     caller: CallerDep,
+    settings: SettingsDep,
 ) -> dict[str, Any]:
     """Issue a short-lived token for a chain's or a run's GET stream (`?token=...`)."""
     tokens: StreamTokens = request.app.state.stream_tokens
@@ -57,7 +58,10 @@ async def issue_stream_token(
         # Only for a run this key may read: the token acts as the key, and must not let it
         # reach further than the key itself does.
         record = await owned_run(runs, body.run_id, caller)
-        issued = tokens.issue(record.run_id, key_id, kind="run")
+        # A browser's EventSource reconnects with the same URL whenever the connection drops,
+        # however late: the token lives as long as the run is kept, and opens only its stream.
+        ttl = max(tokens.ttl_seconds, int(settings.run_ttl_seconds))
+        issued = tokens.issue(record.run_id, key_id, kind="run", ttl_seconds=ttl)
         return _answer(issued, f"/runs/{record.run_id}/stream")
     assert body.chain is not None  # the validator lets exactly one through
     if body.chain not in chains:

@@ -101,7 +101,9 @@ def _add_item(messages: list[BaseMessage], item: Any, where: str) -> None:
     if kind == "message":
         content = item.get("content")
         if isinstance(content, list):
-            content = [_text_part(part, f"{where}.content[{i}]") for i, part in enumerate(content)]
+            content = [
+                _content_part(part, f"{where}.content[{i}]") for i, part in enumerate(content)
+            ]
         try:
             messages.append(coerce_message({"role": item.get("role"), "content": content}))
         except ValueError as exc:
@@ -134,6 +136,19 @@ def _add_item(messages: list[BaseMessage], item: Any, where: str) -> None:
     elif kind != "reasoning":  # a model gets no reasoning from earlier turns through a chain
         message = f"{where}: input items of type {kind!r} are not supported by chainserve"
         raise OpenAIRequestError(400, message, where)
+
+
+def _content_part(part: Any, where: str) -> dict[str, Any]:
+    """A text part, or an image by URL (a data URL too) in Chat Completions' shape, which a
+    chain that passes messages to its model sends on; a chain taking text refuses it."""
+    if isinstance(part, dict) and part.get("type") == "input_image":
+        url = part.get("image_url")
+        if not isinstance(url, str) or not url:
+            message = f"{where}: an input_image needs an image_url (file ids are not supported)"
+            raise OpenAIRequestError(400, message, where)
+        detail = part.get("detail") or "auto"
+        return {"type": "image_url", "image_url": {"url": url, "detail": detail}}
+    return _text_part(part, where)
 
 
 def _text_part(part: Any, where: str) -> dict[str, str]:

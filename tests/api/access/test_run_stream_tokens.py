@@ -131,3 +131,17 @@ async def test_a_token_names_exactly_one_chain_or_run(
 ) -> None:
     response = await _token_for(keyed_server, KEY, **target)
     assert response.status_code == 422
+
+
+async def test_a_run_token_lives_as_long_as_the_run_is_kept_a_chain_token_a_minute(
+    start_server: ServerFactory, upstream: MockUpstream
+) -> None:
+    """EventSource reconnects with the same URL however late the connection drops."""
+    settings = upstream_settings(
+        upstream, api_keys=KEY, stream_token_ttl_seconds=60, run_ttl_seconds=1800
+    )
+    server = start_server(settings)
+    run_id = await _start_run(server)
+    run_token = (await _token_for(server, KEY, run_id=run_id)).json()
+    chain_token = (await _token_for(server, KEY, chain="chat")).json()
+    assert 1700 < run_token["expires_at"] - chain_token["expires_at"] + 60 <= 1801
