@@ -32,7 +32,7 @@ from chainserve.api.routes import responses as response_routes
 from chainserve.api.routes import runs as run_routes
 from chainserve.api.routes import threads as thread_routes
 from chainserve.api.routes import ui as ui_routes
-from chainserve.api.routes.langserve import mount_langserve, reset_loop_state
+from chainserve.api.routes.langserve import mount_langserve_on_first_use, reset_loop_state
 from chainserve.api.routes.page import mount_page
 from chainserve.api.runs.manager import RunManager
 from chainserve.api.runs.send_watch import CutOffStuckClients
@@ -166,7 +166,7 @@ def create_app(settings: Settings | None = None, *, chains: object = None) -> Fa
     app.include_router(ui_routes.router)
     app.include_router(collection_routes.router)
     app.include_router(collection_sharing.router)
-    mount_langserve(app, registry, playground=settings.langserve_playground)
+    mount_langserve_on_first_use(app, registry, playground=settings.langserve_playground)
     if settings.web_page:
         mount_page(app)
     app.add_middleware(LangServeStreamErrors, hold_seconds=settings.first_chunk_hold_seconds)

@@ -42,12 +42,14 @@ class OpenAIErrorBody(BaseModel):
 _CAUSES: dict[int, str] = {
     400: "`invalid_body`: the body is not UTF-8 JSON that can be parsed safely (nested too "
     "deep, an integer too long, an unpaired surrogate escape); `invalid_config`: `config` sets "
-    "a key that is not allow-listed.",
+    "a key that is not allow-listed; `upstream_bad_request`: the model provider refused the "
+    "request (the message quotes its status and reason).",
     401: "`missing_api_key` or `invalid_api_key` (only when API keys are configured).",
     403: "`collection_read_only`: the collection is published read-only; `admin_required`: "
     "only an admin key may do this.",
     404: "`not_found`: no chain, thread, run, collection or document of that name (another "
-    "key's is answered the same way).",
+    "key's is answered the same way); `upstream_bad_request`: the model provider answered 404 "
+    "(an unknown model).",
     415: "`unsupported_document`: a file that is not Markdown, text or PDF.",
     422: "`invalid_document`: a document with no text, or that cannot be read (an encrypted "
     "or scanned PDF, text that is not UTF-8); `invalid_request`: the body does not match.",
@@ -56,11 +58,12 @@ _CAUSES: dict[int, str] = {
     "is published.",
     410: "`gone`: the run's events after that id are no longer kept.",
     413: "`body_too_large`: the body is over CHAINSERVE_MAX_BODY_BYTES (uploads: "
-    "CHAINSERVE_MAX_UPLOAD_BYTES).",
+    "CHAINSERVE_MAX_UPLOAD_BYTES); `upstream_bad_request`: the model provider found the "
+    "request too large.",
     429: "`rate_limited` or `too_many_streams` (only when limits are configured), or "
     "`upstream_rate_limited`: the model provider is rate limiting. `Retry-After` says when.",
-    502: "`upstream_auth`, `upstream_bad_request` or `upstream_error`: the model provider "
-    "refused or failed.",
+    502: "`upstream_auth` or `upstream_error`: the model provider refused chainserve's "
+    "credentials or failed.",
     503: "`upstream_unavailable`: the model provider cannot be reached; `shutting_down`: the "
     "server is restarting (retry).",
     504: "`upstream_timeout`: the model provider did not answer in time.",

@@ -24,6 +24,7 @@ from fastapi.routing import APIRoute
 from langchain_core.runnables import ConfigurableFieldSpec, RunnableBinding, RunnableConfig
 from langchain_core.runnables.config import get_config_list
 from pydantic import BaseModel, Field, ValidationError, create_model
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chainserve.api.access.batch_limits import (
     BATCH_CONCURRENCY,
@@ -44,6 +45,7 @@ from chainserve.chains.owner import with_owner
 
 # LangServe names runs itself and refuses `run_name` here.
 CONFIG_KEYS = ("configurable", "tags", "metadata")
+PREFIX = "/langserve/"
 RUN_ENDPOINTS = frozenset({"invoke", "batch", "stream", "stream_log", "stream_events"})
 
 
@@ -300,6 +302,44 @@ def _document_responses(app: FastAPI, prefix: str) -> None:
         route.responses = {**responses, **route.responses}
 
 
+class _MountFirst:
+    """Mounts LangServe's routes before the first request that could reach them."""
+
+    def __init__(self, app: ASGIApp, *, mount: Callable[[], None]) -> None:
+        self.app = app
+        self.mount = mount
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("path", "").startswith(PREFIX):
+            self.mount()
+        await self.app(scope, receive, send)
+
+
+def mount_langserve_on_first_use(
+    app: FastAPI, chains: dict[str, RegisteredChain], *, playground: bool
+) -> None:
+    """Mount LangServe's routes when a request first reaches `/langserve/` (or the OpenAPI
+    schema is built). `add_routes` builds some thirty FastAPI routes per chain, about 80 ms
+    each chain: most of an app's start-up, paid now only by a server that serves LangServe."""
+    mounted = False
+
+    def mount() -> None:
+        nonlocal mounted
+        if not mounted:  # no await in between: two first requests cannot both mount
+            mounted = True
+            mount_langserve(app, chains, playground=playground)
+            app.openapi_schema = None
+
+    build_schema = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        mount()
+        return build_schema()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(_MountFirst, mount=mount)
+
+
 def mount_langserve(app: FastAPI, chains: dict[str, RegisteredChain], *, playground: bool) -> None:
     """Mount each chain with LangServe's `add_routes` under `/langserve/{name}`."""
     from langserve import add_routes
@@ -308,7 +348,7 @@ def mount_langserve(app: FastAPI, chains: dict[str, RegisteredChain], *, playgro
         add_routes(
             app,
             _Served(bound=chain.runnable),
-            path=f"/langserve/{chain.name}",
+            path=f"{PREFIX}{chain.name}",
             input_type=chain.spec.input_type,
             config_keys=CONFIG_KEYS,
             playground_type=chain.spec.playground,
@@ -316,5 +356,5 @@ def mount_langserve(app: FastAPI, chains: dict[str, RegisteredChain], *, playgro
             dependencies=[Depends(_request_guard(chain))],
             per_req_config_modifier=_observe_runs(chain),
         )
-        _document_input_limit(app, f"/langserve/{chain.name}/")
-        _document_responses(app, f"/langserve/{chain.name}/")
+        _document_input_limit(app, f"{PREFIX}{chain.name}/")
+        _document_responses(app, f"{PREFIX}{chain.name}/")

@@ -196,7 +196,10 @@ def _head(response_id: str, record: RunRecord) -> dict[str, Any]:
     return response_head(response_id, record.created_at, record.chain)
 
 
-@router.get("/responses/{response_id}", responses={**error_responses(404, 410), **STREAMED})
+@router.get(
+    "/responses/{response_id}",
+    responses={**error_responses(404, 410, openai=True), **STREAMED},
+)
 async def get_response(
     response_id: str,
     runs: RunsDep,
@@ -227,7 +230,9 @@ async def get_response(
     )
 
 
-@router.post("/responses/{response_id}/cancel", responses=error_responses(404, 409, 504))
+@router.post(
+    "/responses/{response_id}/cancel", responses=error_responses(404, 409, 504, openai=True)
+)
 async def cancel_response(response_id: str, runs: RunsDep, caller: CallerDep) -> Any:
     """Cancel a response still in progress; its output so far is kept."""
     record = await _owned(runs, response_id, caller)
