@@ -37,6 +37,7 @@ from chainserve.chains.models.output_cap import (
     trimmed_chunk,
     trimmed_generation,
 )
+from chainserve.chains.models.retry_notice import announce_sdk_retries
 from chainserve.chains.models.stream_options import (
     drop_stream_options,
     refuses_stream_options,
@@ -126,6 +127,7 @@ class StreamlinedChatOpenAI(ChatOpenAI):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         payload = self._stream_payload(messages, stop, kwargs)
+        announce_sdk_retries(self.root_async_client)
         if not self._takes_fast_path({**payload, **self.model_kwargs}):
             async for chunk in self._parent_astream(payload, messages, stop, run_manager, kwargs):
                 yield chunk
@@ -221,6 +223,7 @@ class StreamlinedChatOpenAI(ChatOpenAI):
     async def _chunk_dicts(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """The provider's chunks; sent again once without `stream_options` if the provider
         refuses that field (`chains/models/stream_options.py`)."""
+        announce_sdk_retries(self.root_async_client)  # the text lane comes here directly
         try:
             async with contextlib.aclosing(self._chunk_dicts_retried(payload)) as chunks:
                 async for chunk in chunks:

@@ -179,3 +179,19 @@ async def test_a_429_after_the_headers_carries_its_retry_time_in_the_event_and_r
     errors = [e for e in parse_all(response.content) if "error" in e.data]
     assert errors[0].json()["error"]["retry_after"] == 4
     assert errors[0].retry == 4000
+
+
+@pytest.mark.asyncio
+async def test_a_429_retried_by_the_sdks_own_client_also_holds_the_headers(
+    start_server: ServerFactory, upstream: MockUpstream
+) -> None:
+    """Without the lean client (`CHAINSERVE_LEAN_UPSTREAM=false`: the SDK's HTTP stack, as
+    behind a proxy) the SDK retries by itself; its wait extends the hold the same way."""
+    settings = upstream_settings(
+        upstream, upstream_max_retries=1, first_chunk_hold_seconds=0.2, lean_upstream=False
+    )
+    server = start_server(settings)
+    upstream.enqueue(*[Script(status=429, headers={"retry-after": "1"})] * 2)
+    result = await stream(server.url, "chat", chat_input())
+    assert len(upstream.requests) == 2
+    assert result.status == 429, result.events
