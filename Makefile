@@ -9,8 +9,10 @@ BENCH_STAMP := $(VENV)/.bench-installed
 NODE_DIR := tests/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 NPM := $(shell command -v npm 2>/dev/null)
+LITELLM_VENV := .venv-litellm
+LITELLM_STAMP := $(LITELLM_VENV)/.installed
 
-.PHONY: install node-deps serve test lint typecheck unit format clean lock bench bench-smoke web-vendor
+.PHONY: install node-deps litellm-deps serve test lint typecheck unit format clean lock bench bench-smoke web-vendor
 
 # Re-install whenever the dependency list or the lock changes.
 $(STAMP): pyproject.toml requirements.lock
@@ -33,6 +35,16 @@ else
 node-deps: $(NODE_STAMP)
 endif
 
+# LiteLLM's proxy (pinned, in a venv of its own: it brings its own FastAPI and SDK versions), a
+# real third-party OpenAI-compatible server the upstream tests put in front of chainserve.
+$(LITELLM_STAMP): tests/litellm/requirements.lock
+	test -x $(LITELLM_VENV)/bin/python || $(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/python -m pip install --quiet --upgrade "pip>=24"
+	$(LITELLM_VENV)/bin/python -m pip install --quiet -r tests/litellm/requirements.lock
+	touch $(LITELLM_STAMP)
+
+litellm-deps: $(LITELLM_STAMP)
+
 serve: install
 	$(BIN)/chainserve serve --host $(HOST) --port $(PORT)
 
@@ -45,7 +57,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-unit: install node-deps
+unit: install node-deps litellm-deps
 	$(BIN)/python -m pytest
 
 format: install
@@ -71,7 +83,7 @@ lock: install
 	$(BIN)/python -m pip freeze --exclude-editable --exclude chainserve > requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info $(NODE_DIR)/node_modules
+	rm -rf $(VENV) $(LITELLM_VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info $(NODE_DIR)/node_modules
 
 # The developer page's browser libraries, committed in chainserve/api/static/vendor (no CDN, no build step).
 # Bump a version here, run this, and look at the page (README: "The developer page").
