@@ -72,8 +72,8 @@ async def test_litellms_refusal_keeps_its_status_and_reason(
         assert MASTER_KEY not in native.body.decode()
 
         messages = [{"role": "user", "content": "hi"}]
-        with pytest.raises(openai.BadRequestError) as raised:
-            _sdk(server).chat.completions.create(model="chat", messages=messages, stream=True)
+        with _sdk(server) as client, pytest.raises(openai.BadRequestError) as raised:
+            client.chat.completions.create(model="chat", messages=messages, stream=True)
         assert reason in str(raised.value)
 
 
@@ -85,5 +85,5 @@ async def test_litellms_rate_limit_is_a_429_even_after_rags_sources(
     assert result.status == 429, result.events
     assert result.json()["error"]["code"] == "upstream_rate_limited"
     messages = [{"role": "user", "content": "hi"}]
-    with pytest.raises(openai.RateLimitError):
-        _sdk(server).chat.completions.create(model="chat", messages=messages, stream=True)
+    with _sdk(server) as client, pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="chat", messages=messages, stream=True)

@@ -40,19 +40,20 @@ def test_stop_is_honoured_on_a_chain_without_a_stop_knob_and_the_provider_is_hun
     upstream.default_script = Script(chunks=CHUNKS + [" more"] * 200, delay=0.01)
     client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
     messages = [{"role": "user", "content": "hi"}]
-    stream = client.chat.completions.create(
-        model="chat", messages=messages, stream=True, stop=["42"]
-    )
-    chunks = list(stream)
+    with client:
+        chunks = list(
+            client.chat.completions.create(
+                model="chat", messages=messages, stream=True, stop=["42"]
+            )
+        )
+        upstream.default_script = Script(chunks=CHUNKS)
+        whole = client.chat.completions.create(model="chat", messages=messages, stop="Done")
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == (
         "The answer is "
     )
     assert chunks[-1].choices[0].finish_reason == "stop"
-    upstream.wait_for_disconnect()
-    assert upstream.last_request.chunks_sent < len(CHUNKS) + 200
-
-    upstream.default_script = Script(chunks=CHUNKS)
-    whole = client.chat.completions.create(model="chat", messages=messages, stop="Done")
+    upstream.wait_for_disconnect(index=0)  # hung up on at the stop, not read to the end
+    assert upstream.requests[0].chunks_sent < len(CHUNKS) + 200
     assert whole.choices[0].message.content == "The answer is 42. "
 
 

@@ -45,11 +45,11 @@ def test_a_validating_server_422_on_stream_options_is_handled_the_same(
 ) -> None:
     server = start_server(upstream_settings(upstream))
     upstream.script_for = _refuse_stream_options(422)
-    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
-    stream = client.chat.completions.create(
-        model="chat", messages=[{"role": "user", "content": "hi"}], stream=True
-    )
-    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0) as client:
+        stream = client.chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
     assert text == "Hello, world!"
 
 

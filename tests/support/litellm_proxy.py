@@ -8,12 +8,9 @@ exceeded, mapped to HTTP by LiteLLM itself.
 
 import os
 import subprocess
-import time
 from pathlib import Path
-from types import TracebackType
 
-import httpx
-
+from tests.support.child_server import ChildServer
 from tests.support.process import ROOT, free_port
 from tests.support.unavailable import unavailable
 
@@ -42,13 +39,19 @@ def _config() -> str:
     return "\n".join(lines) + "\n"
 
 
-class LiteLLMProxy:
+class LiteLLMProxy(ChildServer):
+    name = "LiteLLM's proxy"
+    start_seconds = 90.0  # it imports a great deal before it listens
+
     def __init__(self, workdir: Path) -> None:
+        super().__init__()
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self._workdir = workdir
-        self._process: subprocess.Popen[str] | None = None
         self._log = workdir / "litellm.log"
+
+    def output(self) -> str:
+        return self._log.read_text() if self._log.exists() else ""
 
     def __enter__(self) -> "LiteLLMProxy":
         if not LITELLM.exists():
@@ -65,43 +68,9 @@ class LiteLLMProxy:
         command = [str(LITELLM), "--config", str(config), "--host", "127.0.0.1"]
         command += ["--port", str(self.port), "--num_workers", "1"]
         with self._log.open("w") as log:
-            self._process = subprocess.Popen(
+            self.process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, text=True, env=env,
                 cwd=self._workdir,
             )  # fmt: skip
-        self._wait()
+        self.wait_until_healthy(f"http://127.0.0.1:{self.port}/health/liveliness")
         return self
-
-    def _wait(self) -> None:
-        assert self._process is not None
-        deadline = time.monotonic() + 90  # it imports a great deal before it listens
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                unavailable(f"LiteLLM's proxy exited at start-up:\n{self._log.read_text()[-3000:]}")
-            try:
-                url = f"http://127.0.0.1:{self.port}/health/liveliness"
-                httpx.get(url, timeout=1).raise_for_status()
-                return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        self.stop()
-        unavailable("LiteLLM's proxy did not answer within 90 s")
-
-    def stop(self) -> None:
-        if self._process is None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        self._process = None
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()

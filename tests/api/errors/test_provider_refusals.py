@@ -79,20 +79,20 @@ def test_the_official_sdk_gets_the_matching_exception_and_does_not_retry(
     start_server: ServerFactory, upstream: MockUpstream
 ) -> None:
     server = start_server(upstream_settings(upstream))
-    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=2)
-    cases = [(404, openai.NotFoundError), (400, openai.BadRequestError),
-             (422, openai.UnprocessableEntityError)]  # fmt: skip
-    for provider_status, exception in cases:
-        upstream.reset()
-        upstream.default_script = Script(
-            status=provider_status, error_message="The model `gpt-9` does not exist"
-        )
-        for streamed in (False, True):
-            with pytest.raises(exception) as raised:
-                _read_all(client, streamed)
-            assert "The model `gpt-9` does not exist" in str(raised.value)
-        # One provider call per request: neither chainserve nor the SDK tried again.
-        assert len(upstream.requests) == 2
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=2) as client:
+        cases = [(404, openai.NotFoundError), (400, openai.BadRequestError),
+                 (422, openai.UnprocessableEntityError)]  # fmt: skip
+        for provider_status, exception in cases:
+            upstream.reset()
+            upstream.default_script = Script(
+                status=provider_status, error_message="The model `gpt-9` does not exist"
+            )
+            for streamed in (False, True):
+                with pytest.raises(exception) as raised:
+                    _read_all(client, streamed)
+                assert "The model `gpt-9` does not exist" in str(raised.value)
+            # One provider call per request: neither chainserve nor the SDK tried again.
+            assert len(upstream.requests) == 2
 
 
 def test_an_html_error_page_is_not_passed_on_but_its_status_is(
@@ -137,7 +137,7 @@ async def test_rag_is_an_http_429_when_the_model_is_rate_limited_after_its_sourc
     assert result.json()["error"]["code"] == "upstream_rate_limited"
     messages = [{"role": "user", "content": "what is SSE?"}]
     client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
-    with pytest.raises(openai.RateLimitError):
+    with client, pytest.raises(openai.RateLimitError):
         client.chat.completions.create(model="rag", messages=messages, stream=True)
 
 
