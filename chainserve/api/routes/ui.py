@@ -27,7 +27,7 @@ router = APIRouter(prefix="/chains", tags=["ai-sdk"], responses=error_responses(
 
 
 class UIMessage(BaseModel):
-    """One `UIMessage` as useChat sends it; only text parts reach the chain."""
+    """One `UIMessage` as useChat sends it; its text and image parts reach the chain."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -55,12 +55,43 @@ def _chat_key(caller: Caller, chain: str, chat_id: str) -> str:
     return f"ui-chat:{hashlib.sha256(named).hexdigest()}"
 
 
+def _user_content(message: UIMessage, index: int) -> str | list[dict[str, Any]]:
+    """A user message's text, and its image attachments (`file` parts with an `image/*`
+    media type) as Chat Completions image parts, which a chain taking messages passes to its
+    model. Any other attachment is refused by name: dropping it would answer as if it had
+    never been sent."""
+    content: list[dict[str, Any]] = []
+    for position, part in enumerate(message.parts):
+        kind = part.get("type")
+        if kind == "text":
+            content.append({"type": "text", "text": str(part.get("text", ""))})
+        elif kind == "file":
+            media = str(part.get("mediaType", ""))
+            if not media.startswith("image/") or not isinstance(part.get("url"), str):
+                raise ValueError(
+                    f"messages[{index}].parts[{position}]: a {media or 'file'!s} attachment "
+                    "cannot reach a chain; images (image/*) can"
+                )
+            content.append({"type": "image_url", "image_url": {"url": part["url"]}})
+    if all(part["type"] == "text" for part in content):
+        return "".join(part["text"] for part in content)
+    return content
+
+
 def _as_langchain(messages: list[UIMessage]) -> list[BaseMessage]:
+    """The chat so far: user turns with their text and images, other turns with their text
+    (an earlier answer's reasoning and tool parts are the UI's to show, not the model's)."""
     converted = []
-    for message in messages:
-        text = "".join(str(p.get("text", "")) for p in message.parts if p.get("type") == "text")
-        if text:
-            converted.append(coerce_message({"role": message.role, "content": text}))
+    for index, message in enumerate(messages):
+        content: str | list[dict[str, Any]]
+        if message.role == "user":
+            content = _user_content(message, index)
+        else:
+            content = "".join(
+                str(p.get("text", "")) for p in message.parts if p.get("type") == "text"
+            )
+        if content:
+            converted.append(coerce_message({"role": message.role, "content": content}))
     return converted
 
 
