@@ -10,9 +10,12 @@ send with its status, a later one an error event with the real status and messag
 `RemoteRunnable` raises with), and the exception LangServe re-raises ends the body cleanly.
 """
 
+import contextlib
 import logging
+from collections.abc import AsyncGenerator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,12 +33,31 @@ _OUTPUT = (b"event: data", b"event: end")
 
 @dataclass
 class StreamFailure:
-    """Where the chain's failure is left for the response to describe."""
+    """Where the chain's failure is left for the response to describe, and the chain streams
+    the request opened, to close when it ends."""
 
     error: ChainError | None = None
+    open_streams: list[AsyncGenerator[Any]] = field(default_factory=list)
+
+    async def close_streams(self) -> None:
+        """Close what is still open. sse-starlette cancels a stream whose client left; when
+        that lands in a write rather than in the chain, LangServe abandons its generator at a
+        yield, and the chain (and its provider request) would run on until the garbage
+        collector finds it. Closing it here hangs up on the provider as the request ends."""
+        streams, self.open_streams = self.open_streams, []
+        for stream in streams:
+            with contextlib.suppress(Exception):
+                await stream.aclose()
 
 
 LANGSERVE_FAILURE: ContextVar[StreamFailure | None] = ContextVar("langserve_failure", default=None)
+
+
+def opened(stream: AsyncGenerator[Any]) -> None:
+    """Called where the served chain's stream starts, for `close_streams`."""
+    failure = LANGSERVE_FAILURE.get()
+    if failure is not None:
+        failure.open_streams.append(stream)
 
 
 def note_failure(exc: BaseException) -> None:
@@ -108,6 +130,8 @@ class LangServeStreamErrors:
                     await response.flush()
                 group.cancel_scope.cancel()
         finally:
+            with anyio.CancelScope(shield=True):
+                await failure.close_streams()
             LANGSERVE_FAILURE.reset(token)
         if unanswered is not None:
             raise unanswered

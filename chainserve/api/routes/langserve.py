@@ -13,9 +13,12 @@ Three deliberate differences from a stock `add_routes` mount:
 - The OpenAPI schema declares the errors these routes really send, and SSE from the streams.
 """
 
+import asyncio
+import contextlib
 import enum
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -35,7 +38,7 @@ from chainserve.api.access.batch_limits import (
 from chainserve.api.access.input_limit import REFERENCED_RESPONSES as INPUT_LIMIT_RESPONSES
 from chainserve.api.access.input_limit import check_input_tokens
 from chainserve.api.access.ownership import caller_of
-from chainserve.api.errors.langserve_streams import note_failure
+from chainserve.api.errors.langserve_streams import note_failure, opened
 from chainserve.api.errors.responses import REFUSALS, referenced_error_responses
 from chainserve.api.runs.callback_runs import CallbackRuns
 from chainserve.api.runs.config import ConfigError, chosen_model, validate_config
@@ -82,17 +85,16 @@ class _Served(RunnableBinding[Any, Any]):  # type: ignore[no-redef]  # pydantic 
     def config_schema(self, *, include: Sequence[str] | None = None) -> type[BaseModel]:
         return config_model(self.bound.config_specs, include or ())
 
-    async def astream(
+    def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any | None
     ) -> AsyncIterator[Any]:
-        """The chain's stream; a failure is noted for the response to describe, since
-        LangServe reports every one as the same 500 (`api/errors/langserve_streams.py`)."""
-        try:
-            async for chunk in super().astream(input, config, **kwargs):
-                yield chunk
-        except Exception as exc:
-            note_failure(exc)
-            raise
+        """The chain's stream, run in a task of its own and noted for the response
+        (`api/errors/langserve_streams.py`): closing it cancels that task, which unwinds every
+        generator in the chain down to the provider request. LangChain's nested generators do
+        not close their inner ones when closed, only when an exception passes through them."""
+        stream = _in_task(super().astream(input, config, **kwargs))
+        opened(stream)
+        return stream
 
     async def abatch(
         self,
@@ -108,6 +110,45 @@ class _Served(RunnableBinding[Any, Any]):  # type: ignore[no-redef]  # pydantic 
             configs = get_config_list(config, len(inputs))
             config = [{**one, "max_concurrency": limit} for one in configs]
         return await super().abatch(inputs, config, return_exceptions=return_exceptions, **kwargs)
+
+
+@dataclass(frozen=True)
+class _Raised:
+    exc: Exception
+
+
+_ENDED = object()
+
+
+async def _in_task(chunks: AsyncIterator[Any]) -> AsyncGenerator[Any]:
+    """`chunks`, produced by a task that is cancelled when this generator is closed; a
+    failure is noted before it is raised, since LangServe reports every one as a 500.
+
+    The task never waits anywhere but in the chain (the queue is unbounded), so a cancel
+    always lands inside it and unwinds it to the provider request. A reader that stops
+    reading is cut off by `CutOffStuckClients`, which bounds what can pile up."""
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def produce() -> None:
+        try:
+            async for chunk in chunks:
+                queue.put_nowait(chunk)
+        except Exception as exc:  # noqa: BLE001 - raised again by the reader
+            queue.put_nowait(_Raised(exc))
+        else:
+            queue.put_nowait(_ENDED)
+
+    task = asyncio.create_task(produce(), name="langserve-stream")
+    try:
+        while (item := await queue.get()) is not _ENDED:
+            if isinstance(item, _Raised):
+                note_failure(item.exc)
+                raise item.exc
+            yield item
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _check_config(chain: RegisteredChain, config: Any) -> None:
