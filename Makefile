@@ -57,8 +57,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# Two workers, a test file each at a time (module fixtures such as LiteLLM's proxy start once).
+TEST_WORKERS ?= 2
 unit: install node-deps litellm-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 format: install
 	$(BIN)/ruff check --fix chainserve tests bench
