@@ -38,9 +38,8 @@ from chainserve.api.routes.responses_threads import (
     start_thread,
     starts_thread,
 )
-from chainserve.api.runs.calls import start_stream
+from chainserve.api.runs.calls import join_stream, start_stream
 from chainserve.api.runs.disconnect import cancel_on_disconnect
-from chainserve.api.runs.event_stream import RunEventStream
 from chainserve.api.runs.log import TERMINAL_EVENTS, RunGone, RunLog, RunRecord
 from chainserve.api.runs.manager import CANCEL_WAIT_SECONDS, RunManager
 from chainserve.api.runs.request import (
@@ -219,15 +218,8 @@ async def get_response(
         message = f"the events of '{response_id}' are no longer kept; retrieve it without stream"
         raise OpenAIRequestError(410, message, "stream", code="gone") from None
     # From its first event, whatever `starting_after` says: sequence numbers are the fold's.
-    # Streaming it again never cancels it.
-    return RunEventStream(
-        runs.log,
-        record.run_id,
-        keepalive_seconds=settings.keepalive_seconds,
-        protocol=OpenAIResponsesProtocol(ResponseFold(head), starting_after),
-        send_timeout=settings.send_timeout_seconds,
-        drain=runs.drain,
-    )
+    protocol = OpenAIResponsesProtocol(ResponseFold(head), starting_after)
+    return join_stream(runs, settings, record.run_id, protocol=protocol)
 
 
 @router.post(

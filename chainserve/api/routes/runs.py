@@ -10,7 +10,7 @@ from chainserve.api.deps import RunsDep, SettingsDep
 from chainserve.api.errors.responses import REFUSALS, error_responses
 from chainserve.api.errors.typed import ChainError
 from chainserve.api.routes.chains import SSE_RESPONSE
-from chainserve.api.runs.event_stream import RunEventStream
+from chainserve.api.runs.calls import join_stream
 from chainserve.api.runs.log import RunGone, RunRecord
 from chainserve.api.runs.manager import CANCEL_WAIT_SECONDS, RunManager
 
@@ -73,15 +73,7 @@ async def join_run(
         raise HTTPException(
             410, f"events after {after} of run {run_id!r} are no longer kept; GET /runs/{run_id}"
         ) from None
-    # Joining never cancels: only the request that started a run decides that.
-    return RunEventStream(
-        runs.log,
-        run_id,
-        after=after,
-        keepalive_seconds=settings.keepalive_seconds,
-        send_timeout=settings.send_timeout_seconds,
-        drain=runs.drain,
-    )
+    return join_stream(runs, settings, run_id, after=after)
 
 
 @router.post("/{run_id}/cancel", responses=error_responses(404, 409, 504))

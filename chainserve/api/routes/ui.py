@@ -17,7 +17,7 @@ from chainserve.api.deps import ChainDep, ModelInfoDep, RunsDep, SettingsDep, Th
 from chainserve.api.errors.responses import REFUSALS, error_responses
 from chainserve.api.protocols.ui_message import UIMessageProtocol
 from chainserve.api.routes.chains import SSE_RESPONSE, STREAM_RESPONSES
-from chainserve.api.runs.calls import start_stream
+from chainserve.api.runs.calls import join_stream, start_stream
 from chainserve.api.runs.event_stream import RunEventStream
 from chainserve.api.runs.request import OnDisconnect, check_thread, prepare_run, with_thread
 from chainserve.chains.messages import coerce_message
@@ -146,13 +146,5 @@ async def resume_ui_messages(
         # 204 is how the AI SDK's transport learns there is nothing to resume; an answer that
         # already ended was the client's to keep (or is in the thread, or `GET /runs/{id}`).
         return Response(status_code=204)
-    # From the first event: the AI SDK replays a resumed stream into a fresh message. Joining
-    # never cancels; only the request that started the run decides that.
-    return RunEventStream(
-        runs.log,
-        record.run_id,
-        keepalive_seconds=settings.keepalive_seconds,
-        protocol=UIMessageProtocol(),
-        send_timeout=settings.send_timeout_seconds,
-        drain=runs.drain,
-    )
+    # From the first event: the AI SDK replays a resumed stream into a fresh message.
+    return join_stream(runs, settings, record.run_id, protocol=UIMessageProtocol())

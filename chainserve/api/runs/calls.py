@@ -45,6 +45,28 @@ async def start_stream(
     )
 
 
+def join_stream(
+    runs: RunManager,
+    settings: Settings,
+    run_id: str,
+    *,
+    after: int = -1,
+    protocol: WireProtocol | None = None,
+) -> RunEventStream:
+    """The response that follows an existing run after event `after`: a join, a resume, a
+    rejoin from another surface. Joining never cancels: only the request that started the
+    run decides that."""
+    return RunEventStream(
+        runs.log,
+        run_id,
+        after=after,
+        keepalive_seconds=settings.keepalive_seconds,
+        protocol=protocol,
+        send_timeout=settings.send_timeout_seconds,
+        drain=runs.drain,
+    )
+
+
 @dataclass(frozen=True)
 class Completed:
     output: Any
