@@ -61,10 +61,13 @@ def test_more_than_four_stop_sequences_are_refused(
     start_server: ServerFactory, upstream: MockUpstream
 ) -> None:
     server = start_server(upstream_settings(upstream))
-    body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "stop": list("abcde")}
-    response = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=10)
-    assert response.status_code == 400
-    assert response.json()["error"]["param"].startswith("stop")
+    for stop in (list("abcde"), ["a", ""]):
+        body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "stop": stop}
+        response = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=10)
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert error["param"] == "stop"
+        assert "up to 4 non-empty strings" in error["message"]
 
 
 def test_an_image_part_reaches_a_chain_that_takes_messages_and_is_refused_by_one_that_cannot(

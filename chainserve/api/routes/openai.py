@@ -27,6 +27,7 @@ from chainserve.api.routes.openai_knobs import (
 )
 from chainserve.api.runs.calls import Failed, invoke, start_stream
 from chainserve.api.runs.request import OnDisconnect, check_thread, prepare_run, with_thread
+from chainserve.api.runs.stop_sequences import MAX_STOPS
 from chainserve.chains import RegisteredChain
 from chainserve.chains.messages import coerce_message
 from chainserve.chains.models.client_tools import CLIENT_TOOLS_KEY
@@ -63,8 +64,8 @@ class ChatCompletionRequest(BaseModel):
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     n: int | None = Field(None, ge=1)
-    stop: str | Annotated[list[Annotated[str, Field(min_length=1)]], Field(max_length=4)] | None = (
-        Field(None, description="Up to 4 sequences; the answer ends before the first.")
+    stop: str | list[str] | None = Field(
+        None, description="Up to 4 sequences; the answer ends before the first."
     )
     thread_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     config: dict[str, Any] | None = None
@@ -73,6 +74,10 @@ class ChatCompletionRequest(BaseModel):
 
 def _reject_unsupported(body: ChatCompletionRequest) -> None:
     extra = body.model_extra or {}
+    stops = [body.stop] if isinstance(body.stop, str) else body.stop or []
+    if len(stops) > MAX_STOPS or not all(stops):
+        message = f"stop takes a string or a list of up to {MAX_STOPS} non-empty strings"
+        raise OpenAIRequestError(400, message, "stop")
     if body.n not in (None, 1):
         raise OpenAIRequestError(400, "n > 1 is not supported by chainserve", "n")
     for name in ("functions", "function_call"):

@@ -154,7 +154,8 @@ def _content_part(part: Any, where: str) -> dict[str, Any]:
 def _text_part(part: Any, where: str) -> dict[str, str]:
     if not isinstance(part, dict) or part.get("type") not in TEXT_PARTS:
         kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-        raise OpenAIRequestError(400, f"{where}: only text is supported, not {kind!r}", where)
+        message = f"{where}: only text and images by URL are supported, not {kind!r}"
+        raise OpenAIRequestError(400, message, where)
     return {"type": "text", "text": str(part.get("text", ""))}
 
 
