@@ -45,7 +45,9 @@ def test_event_source_on_a_run_token_url_resumes_by_itself_after_a_dropped_conne
     tmp_path: Path, start_server: ServerFactory, upstream: MockUpstream
 ) -> None:
     upstream.enqueue(Script(chunks=TOKENS, hold_after=HELD_AT))
-    server = start_server(upstream_settings(upstream, api_keys=KEY))
+    # The upstream stays held while the browser notices the cut and waits its reconnection
+    # delay; the default 5 s read timeout would end the run with an error on a busy machine.
+    server = start_server(upstream_settings(upstream, api_keys=KEY, upstream_timeout=60.0))
     stream_url = _run_and_token(server.url)
     port = int(server.url.rsplit(":", 1)[1])
     with CutProxy(port) as proxy, chromium(tmp_path / "profile") as context:
